@@ -1,0 +1,3 @@
+from rnnpipe.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""The schema of params.yaml.
+
+Every stage loads the whole file through `load_params`, so an unknown key, a wrong type or an
+impossible value anywhere stops it with a message that names the key and what is allowed.
+Defaults here match the committed params.yaml (the 2-core CPU profile).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rnnpipe.errors import PipelineError
+
+CellType = Literal["SimpleRNN", "LSTM", "GRU"]
+
+
+class Section(BaseModel):
+    # extra="forbid": a misspelt key is an error, not a silently ignored setting
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DownloadParams(Section):
+    url: str
+    filename: str = Field(min_length=1)
+    # Accepted SHA-256 checksums of the file; empty means "not checked".
+    sha256: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=60.0, gt=0)
+    # Folder searched before the URL; null means $RNNPIPE_DATA_MIRROR, then ../shared/data.
+    mirror: str | None = None
+
+
+# ---------------------------------------------------------------- IMDb
+
+
+class ImdbIngestParams(Section):
+    valid_fraction: float = Field(default=0.2, gt=0, lt=1)
+    include_unsup: bool = False
+
+
+class ImdbCheckRawParams(Section):
+    test_size: int = Field(default=25_000, ge=0)
+    train_valid_size: int = Field(default=25_000, ge=0)
+    unsup_size: int = Field(default=50_000, ge=0)
+    # |share of positives - 0.5| allowed in every labelled split
+    balance_tolerance: float = Field(default=0.02, ge=0, le=0.5)
+    min_text_chars: int = Field(default=10, ge=1)
+
+
+class ImdbVocabParams(Section):
+    max_tokens: int = Field(default=20_000, ge=3)
+    min_count: int = Field(default=2, ge=1)
+
+
+class ImdbEncodeParams(Section):
+    max_len: int = Field(default=400, ge=1)
+    # keep the start or the end of a review longer than max_len
+    truncate: Literal["start", "end"] = "end"
+
+
+class ImdbCheckEncodedParams(Section):
+    max_oov_rate: float = Field(default=0.05, ge=0, le=1)
+    balance_tolerance: float = Field(default=0.02, ge=0, le=0.5)
+
+
+class SentimentModelParams(Section):
+    cell: CellType = "GRU"
+    units: int = Field(default=64, ge=1)
+    layers: int = Field(default=1, ge=1)
+    bidirectional: bool = True
+    embedding_dim: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    pooling: Literal["last", "max", "mean"] = "max"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    clipnorm: float | None = Field(default=1.0, gt=0)
+
+
+class ImdbTrainParams(Section):
+    model: SentimentModelParams = SentimentModelParams()
+    # use models/imdb/best_hparams.json from the tune stage instead of `model`
+    use_tuned: bool = False
+    batch_size: int = Field(default=64, ge=1)
+    epochs: int = Field(default=4, ge=1)
+    patience: int = Field(default=1, ge=0)
+
+
+class TuneParams(Section):
+    tuner: Literal["random", "bayesian", "hyperband"] = "random"
+    objective: Literal["val_loss", "val_accuracy"] = "val_loss"
+    max_trials: int = Field(default=3, ge=1)
+    epochs: int = Field(default=1, ge=1)
+    # share of the training data a trial sees
+    train_fraction: float = Field(default=0.2, gt=0, le=1)
+    cells: list[CellType] = Field(default_factory=lambda: ["SimpleRNN", "LSTM", "GRU"], min_length=1)
+    units: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    clipnorms: list[float] = Field(default_factory=lambda: [0.5, 1.0, 5.0], min_length=1)
+    learning_rates: list[float] = Field(default_factory=lambda: [1e-3], min_length=1)
+
+
+class ImdbEvaluateParams(Section):
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+
+
+class ImdbBaselineParams(Section):
+    ngram_max: int = Field(default=2, ge=1)
+    max_features: int | None = Field(default=200_000, ge=1)
+    min_df: int = Field(default=2, ge=1)
+    C: float = Field(default=4.0, gt=0)
+
+
+class PromoteParams(Section):
+    model_name: str = Field(min_length=1)
+    # the test metric that decides promotion to the `champion` alias
+    metric: str = Field(min_length=1)
+    greater_is_better: bool = True
+
+
+class ImdbParams(Section):
+    download: DownloadParams
+    ingest: ImdbIngestParams = ImdbIngestParams()
+    check_raw: ImdbCheckRawParams = ImdbCheckRawParams()
+    vocab: ImdbVocabParams = ImdbVocabParams()
+    encode: ImdbEncodeParams = ImdbEncodeParams()
+    check_encoded: ImdbCheckEncodedParams = ImdbCheckEncodedParams()
+    tune: TuneParams = TuneParams()
+    train: ImdbTrainParams = ImdbTrainParams()
+    evaluate: ImdbEvaluateParams = ImdbEvaluateParams()
+    baseline: ImdbBaselineParams = ImdbBaselineParams()
+    promote: PromoteParams = PromoteParams(model_name="imdb-sentiment", metric="accuracy")
+
+
+# ---------------------------------------------------------------- character LM
+
+
+class CharlmIngestParams(Section):
+    # The novel starts at this line (the first line that *equals* it, so the title inside the
+    # licence header's "*** START OF ..." line does not count) and ends before the footer line.
+    start_marker: str = Field(default="THE MYSTERIOUS ISLAND", min_length=1)
+    end_marker: str = Field(
+        default="End of the Project Gutenberg EBook of The Mysterious Island, by Jules Verne",
+        min_length=1,
+    )
+
+
+class CharlmCheckRawParams(Section):
+    min_chars: int = Field(default=1_000_000, ge=1)
+    max_chars: int = Field(default=1_200_000, ge=1)
+    max_distinct_chars: int = Field(default=100, ge=1)
+    first_line: str = "THE MYSTERIOUS ISLAND"
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_chars > self.max_chars:
+            raise ValueError("min_chars must not exceed max_chars")
+        return self
+
+
+class CharlmEncodeParams(Section):
+    train_fraction: float = Field(default=0.90, gt=0, lt=1)
+    valid_fraction: float = Field(default=0.05, gt=0, lt=1)
+    test_fraction: float = Field(default=0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self):
+        total = self.train_fraction + self.valid_fraction + self.test_fraction
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train/valid/test fractions must sum to 1, got {total:g}")
+        return self
+
+
+class CharlmModelParams(Section):
+    cell: CellType = "LSTM"
+    units: int = Field(default=512, ge=1)
+    layers: int = Field(default=1, ge=1)
+    embedding_dim: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    clipnorm: float | None = Field(default=1.0, gt=0)
+
+
+class CharlmTrainParams(Section):
+    model: CharlmModelParams = CharlmModelParams()
+    use_tuned: bool = False
+    # windows: independent windows (the textbook's way); tbptt: stateful contiguous streams
+    feed: Literal["windows", "tbptt"] = "tbptt"
+    seq_length: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    patience: int = Field(default=2, ge=0)
+
+
+class CharlmEvaluateParams(Section):
+    prompt: str = Field(default="The island", min_length=1)
+    sample_length: int = Field(default=500, ge=1)
+    temperatures: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5], min_length=1)
+
+
+class CharlmParams(Section):
+    download: DownloadParams
+    ingest: CharlmIngestParams = CharlmIngestParams()
+    check_raw: CharlmCheckRawParams = CharlmCheckRawParams()
+    encode: CharlmEncodeParams = CharlmEncodeParams()
+    tune: TuneParams = TuneParams(units=[128, 256, 512], learning_rates=[2e-3])
+    train: CharlmTrainParams = CharlmTrainParams()
+    evaluate: CharlmEvaluateParams = CharlmEvaluateParams()
+    promote: PromoteParams = PromoteParams(
+        model_name="mysterious-island-charlm", metric="loss", greater_is_better=False
+    )
+
+
+class Params(Section):
+    seed: int = Field(default=42, ge=0)
+    imdb: ImdbParams
+    charlm: CharlmParams
+
+
+def _format_error(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: {err.error_count()} invalid parameter(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; see params.yaml and src/rnnpipe/params.py)"
+        lines.append(f"  {key}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"params file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise PipelineError(f"{path} is not valid YAML: {e}") from None
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as e:
+        raise PipelineError(_format_error(e, path)) from None

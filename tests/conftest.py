@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import tinydata
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_PARAMS = ROOT / "tests" / "params_tiny.yaml"
+BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
+
+
+@pytest.fixture
+def tiny_mirror(tmp_path: Path) -> Path:
+    """A mirror folder holding a tiny aclImdb archive and a tiny Gutenberg text."""
+    mirror = tmp_path / "mirror"
+    tinydata.write_imdb_archive(mirror / "aclImdb_v1.tar.gz")
+    tinydata.write_gutenberg(mirror / "mysterious_island_1268-0.txt")
+    return mirror
+
+
+def pipeline_env(mirror: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RNNPIPE_DATA_MIRROR"] = str(mirror)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["KERAS_BACKEND"] = env.get("KERAS_BACKEND", "tensorflow")
+    return env
+
+
+@pytest.fixture
+def pipeline_repo(tmp_path: Path, tiny_mirror: Path):
+    """A temporary copy of the project (dvc.yaml, src/, tiny params) with DVC initialised.
+
+    Returns (repo, env): run `dvc repro` there with that environment.
+    """
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(TINY_PARAMS, repo / "params.yaml")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    env = pipeline_env(tiny_mirror)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=repo, check=True, env=env)
+    subprocess.run([str(BIN / "dvc"), "config", "core.analytics", "false"], cwd=repo,
+                   check=True, env=env)
+    return repo, env
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True,
+        timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run a command, capturing output; on an unexpected exit code, fail showing the output."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout}"
+                    f"\n--- stderr\n{proc.stderr}")
+    return proc
