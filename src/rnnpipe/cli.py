@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Projects: imdb (sentiment of movie reviews), charlm (character-level language "
         "model of The Mysterious Island). Usually run through `dvc repro`.",
     )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--params", default="params.yaml",
+                        help="params file (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
     projects = parser.add_subparsers(dest="project", metavar="PROJECT", required=True)
     for project in PROJECTS:

@@ -98,6 +98,14 @@ class TuneParams(Section):
     units: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
     clipnorms: list[float] = Field(default_factory=lambda: [0.5, 1.0, 5.0], min_length=1)
     learning_rates: list[float] = Field(default_factory=lambda: [1e-3], min_length=1)
+    # searched too when not empty (empty: the model params' value)
+    layers: list[int] = Field(default_factory=list)
+    dropouts: list[float] = Field(default_factory=list)
+    # time steps a trial sees: IMDb reviews cut to their first seq_length tokens, charlm
+    # windows of seq_length characters (null: the train stage's setting)
+    seq_length: int | None = Field(default=None, ge=1)
+    # share of the validation data a trial is scored on
+    valid_fraction: float = Field(default=1.0, gt=0, le=1)
 
 
 class ImdbEvaluateParams(Section):
@@ -171,6 +179,11 @@ class CharlmEncodeParams(Section):
         return self
 
 
+class CharlmCheckEncodedParams(Section):
+    # |size of a part - its fraction x corpus length| allowed, in characters
+    size_tolerance_chars: int = Field(default=1, ge=0)
+
+
 class CharlmModelParams(Section):
     cell: CellType = "LSTM"
     units: int = Field(default=512, ge=1)
@@ -186,10 +199,11 @@ class CharlmTrainParams(Section):
     use_tuned: bool = False
     # windows: independent windows (the textbook's way); tbptt: stateful contiguous streams
     feed: Literal["windows", "tbptt"] = "tbptt"
-    seq_length: int = Field(default=100, ge=1)
+    # tbptt: gradients flow back seq_length steps; the state carries further
+    seq_length: int = Field(default=50, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    epochs: int = Field(default=10, ge=1)
-    patience: int = Field(default=2, ge=0)
+    epochs: int = Field(default=8, ge=1)
+    patience: int = Field(default=1, ge=0)
 
 
 class CharlmEvaluateParams(Section):
@@ -203,6 +217,7 @@ class CharlmParams(Section):
     ingest: CharlmIngestParams = CharlmIngestParams()
     check_raw: CharlmCheckRawParams = CharlmCheckRawParams()
     encode: CharlmEncodeParams = CharlmEncodeParams()
+    check_encoded: CharlmCheckEncodedParams = CharlmCheckEncodedParams()
     tune: TuneParams = TuneParams(units=[128, 256, 512], learning_rates=[2e-3])
     train: CharlmTrainParams = CharlmTrainParams()
     evaluate: CharlmEvaluateParams = CharlmEvaluateParams()

@@ -6,6 +6,7 @@ first: an absolute path, a `..` component, a link or a device stops the stage.
 
 from __future__ import annotations
 
+import gzip
 import re
 import tarfile
 import zlib
@@ -52,7 +53,9 @@ def read_reviews(archive: Path, include_unsup: bool = False) -> pd.DataFrame:
     seen: dict[tuple[str, str], int] = {folder: 0 for folder in wanted}
     rows = []
     try:
-        with tarfile.open(archive, mode="r|gz") as tar:
+        # gzip.open, not tarfile's "r|gz": it checks the end-of-stream marker and the CRC,
+        # so a truncated download is an error, not an archive that silently ends early
+        with gzip.open(archive, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             for member in tar:
                 check_member(member)
                 parts = PurePosixPath(member.name).parts
@@ -67,8 +70,9 @@ def read_reviews(archive: Path, include_unsup: bool = False) -> pd.DataFrame:
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
+                    bad = raw[e.start:e.start + 1]
                     raise PipelineError(
-                        f"{member.name}: not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})"
+                        f"{member.name}: not valid UTF-8 (byte {e.start}: {bad!r})"
                     ) from None
                 seen[(split, folder)] += 1
                 rows.append((
@@ -78,6 +82,11 @@ def read_reviews(archive: Path, include_unsup: bool = False) -> pd.DataFrame:
                     LABELS.get(folder, UNLABELLED),
                     text,
                 ))
+            while gz.read(1 << 20):  # read on to the gzip trailer: a cut-off end is an error
+                pass
+    except FileNotFoundError:
+        raise PipelineError(f"{archive}: no such file") from None
+    # gzip.BadGzipFile is an OSError
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise PipelineError(f"{archive}: truncated or corrupt archive ({e})") from None
     missing = [f"aclImdb/{s}/{f}" for (s, f), n in sorted(seen.items()) if n == 0]

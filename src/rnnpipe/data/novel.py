@@ -26,5 +26,7 @@ def cut_novel(text: str, start_marker: str, end_marker: str) -> str:
         raise PipelineError(f"start marker not found: no line equal to {start_marker!r}")
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(end_marker)), None)
     if end is None:
-        raise PipelineError(f"end marker not found: no line after the start begins with {end_marker!r}")
+        raise PipelineError(
+            f"end marker not found: no line after the start begins with {end_marker!r}"
+        )
     return "\n".join(lines[start:end]).strip()

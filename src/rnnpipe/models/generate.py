@@ -1,0 +1,142 @@
+"""Text generation with carried state: the prompt is read once, then each new character
+costs one recurrent step.
+
+`step_model(model)` rebuilds a trained char LM (stateful or not) as a stateless functional
+model that takes the RNN states as inputs and returns the new ones, sharing the trained weights:
+    [ids [1, time], *states] -> [logits [1, time, vocab], *new_states]
+The same model reads the prompt (time = len(prompt)) and then one character at a time
+(time = 1), and scores a long text chunk by chunk carrying its state (`stream_loss`).
+
+Temperature: logits are divided by `temperature` before the softmax. The textbook's
+"scale factor" multiplies them, so temperature = 1 / scale_factor: below 1 is more
+conservative, above 1 more random.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from rnnpipe.text import chars
+from rnnpipe.text.vocab import Vocabulary
+
+
+def step_model(model: keras.Model) -> keras.Model:
+    """A stateless copy of `model` whose RNN states are explicit inputs and outputs."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x, states_in, states_out = ids, [], []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.RNN):
+            cfg = layer.get_config() | {"stateful": False, "return_state": True,
+                                        "return_sequences": True}
+            rnn = type(layer).from_config(cfg)
+            sizes = layer.cell.state_size
+            sizes = list(sizes) if isinstance(sizes, list | tuple) else [sizes]
+            state = [keras.Input(shape=(s,), name=f"{layer.name}_s{j}")
+                     for j, s in enumerate(sizes)]
+            x, *new = rnn(x, initial_state=state)
+            states_in += state
+            states_out += new
+        else:
+            x = type(layer).from_config(layer.get_config())(x)
+    step = keras.Model([ids, *states_in], [x, *states_out], name="char_lm_step")
+    step.set_weights(model.get_weights())
+    return step
+
+
+def zero_states(step: keras.Model, batch: int = 1) -> list[np.ndarray]:
+    return [np.zeros((batch, t.shape[-1]), "float32") for t in step.inputs[1:]]
+
+
+def compiled(step: keras.Model):
+    """The step model's forward pass as a compiled function on TensorFlow (a graph traced once
+    for any number of time steps); the plain call elsewhere."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        spec = [tf.TensorSpec(t.shape, t.dtype) for t in step.inputs]
+        fn = tf.function(lambda *a: step(list(a), training=False),
+                         input_signature=spec, reduce_retracing=True)
+        return lambda *a: [np.asarray(o) for o in fn(*a)]
+    return lambda *a: [keras.ops.convert_to_numpy(o) for o in step(list(a), training=False)]
+
+
+def probabilities(logits: np.ndarray, temperature: float, top_k: int | None = None,
+                  banned: tuple[int, ...] = ()) -> np.ndarray:
+    """softmax(logits / temperature), restricted to the top_k most likely ids if given."""
+    z = np.asarray(logits, dtype="float64") / temperature
+    z[list(banned)] = -np.inf
+    if top_k:
+        kth = np.sort(z)[-min(top_k, len(z))]
+        z[z < kth] = -np.inf
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+class Generator:
+    """Writes text from a prompt with a trained char LM and its vocabulary."""
+
+    def __init__(self, model: keras.Model, vocab: Vocabulary):
+        self.vocab = vocab
+        self.step = step_model(model)
+        self.fn = compiled(self.step)
+
+    def next_distribution(self, prompt: str, temperature: float = 1.0) -> np.ndarray:
+        """The distribution of the character after `prompt` (for tests)."""
+        logits, _ = self._read(prompt)
+        return probabilities(logits, temperature)
+
+    def _read(self, prompt: str):
+        ids = chars.encode(prompt, self.vocab)[None, :]
+        logits, *states = self.fn(ids, *zero_states(self.step))
+        return logits[0, -1], states
+
+    def generate(self, prompt: str, length: int, temperature: float = 1.0, seed: int = 0,
+                 top_k: int | None = None) -> str:
+        """`prompt` followed by `length` sampled characters. Same seed, same text."""
+        if not prompt:
+            raise ValueError("the prompt must hold at least one character")
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        rng = np.random.default_rng(seed)
+        logits, states = self._read(prompt)
+        # never write the "unseen character" id
+        banned = (self.vocab.oov_id,)
+        out = []
+        x = np.zeros((1, 1), "int32")
+        for _ in range(length):
+            p = probabilities(logits, temperature, top_k, banned)
+            x[0, 0] = rng.choice(len(p), p=p)
+            out.append(self.vocab.tokens[x[0, 0]])
+            logits, *states = self.fn(x, *states)
+            logits = logits[0, -1]
+        return prompt + "".join(out)
+
+
+def stream_loss(model: keras.Model, ids: np.ndarray, chunk: int = 2000) -> float:
+    """Mean cross-entropy (nats/char) of predicting ids[1:] from what precedes them, reading
+    the text as one continuous stream (state carried across chunks, from a zero state)."""
+    step = step_model(model)
+    fn = compiled(step)
+    states = zero_states(step)
+    total, count = 0.0, 0
+    for s in range(0, len(ids) - 1, chunk):
+        x = ids[s : s + chunk][None, :].astype("int32")
+        y = ids[s + 1 : s + chunk + 1]
+        x = x[:, : len(y)]
+        logits, *states = fn(x, *states)
+        z = logits[0].astype("float64")
+        z = z - z.max(axis=-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        total -= logp[np.arange(len(y)), y].sum()
+        count += len(y)
+    return total / count
+
+
+def metrics(loss_nats: float) -> dict:
+    return {"loss": loss_nats, "bits_per_char": loss_nats / math.log(2),
+            "perplexity": math.exp(loss_nats)}

@@ -1,0 +1,80 @@
+"""The sentiment model: a many-to-one RNN over word ids that says how likely a review is positive.
+
+Pure Keras 3, so it runs on any backend. LSTM and GRU keep the settings under which Keras uses
+the fused cuDNN kernel on a GPU (default activations, no recurrent_dropout, GRU reset_after).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+CELLS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
+
+
+@keras.saving.register_keras_serializable(package="rnnpipe")
+class MaskedPooling(layers.Layer):
+    """Max or mean over time of the steps the mask marks as real (padding left out)."""
+
+    def __init__(self, mode: str = "max", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("max", "mean"):
+            raise ValueError(f"pooling mode must be 'max' or 'mean', got {mode!r}")
+        self.mode = mode
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        if mask is None:
+            return ops.max(x, axis=1) if self.mode == "max" else ops.mean(x, axis=1)
+        m = ops.cast(ops.expand_dims(mask, -1), x.dtype)
+        if self.mode == "max":
+            # padded steps get a very low value, so they never win the max; a review with
+            # no real step at all pools to zeros
+            pooled = ops.max(x + (1.0 - m) * -1e9, axis=1)
+            return pooled * ops.cast(ops.sum(m, axis=1) > 0, x.dtype)
+        return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # one vector per review: no time axis left to mask
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def build_sentiment_model(hp: dict, vocab_size: int) -> keras.Model:
+    """hp: the fields of params.SentimentModelParams. Input: int ids [batch, time], 0 = pad.
+    Output: probability of a positive review [batch, 1]."""
+    cell = CELLS[hp["cell"]]
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x = layers.Embedding(vocab_size, hp["embedding_dim"], mask_zero=True, name="embedding")(ids)
+    for i in range(hp["layers"]):
+        # every layer but the last returns the sequence; so does the last unless we keep
+        # only its final state ("last" pooling)
+        seq = i < hp["layers"] - 1 or hp["pooling"] != "last"
+        rnn = cell(hp["units"], return_sequences=seq, name=f"{hp['cell'].lower()}_{i}")
+        x = layers.Bidirectional(rnn, name=f"bi_{i}")(x) if hp["bidirectional"] else rnn(x)
+    if hp["pooling"] != "last":
+        x = MaskedPooling(hp["pooling"], name=f"{hp['pooling']}_pool")(x)
+    x = layers.Dropout(hp["dropout"])(x)
+    out = layers.Dense(1, activation="sigmoid", name="positive")(x)
+    model = keras.Model(ids, out, name="sentiment")
+    model.compile(
+        optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def predict_proba(model: keras.Model, ids, lengths, batch_size: int = 256):
+    """Probabilities [n] in row order. Rows are batched by length, each batch cut to its longest
+    review, so short reviews do not pay for the padding of long ones."""
+    import numpy as np
+
+    order = np.argsort(lengths, kind="stable")
+    out = np.zeros(len(order), dtype="float32")
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(int(lengths[rows].max()), 1)
+        out[rows] = np.asarray(model.predict_on_batch(ids[rows, :width])).reshape(-1)
+    return out

@@ -1,0 +1,80 @@
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from rnnpipe.serving import validation
+
+KNOWN = set("abcdefghijklmnopqrstuvwxyz TI")
+
+
+def rejected(fn, *args, match):
+    with pytest.raises(MlflowException, match=match) as e:
+        fn(*args)
+    assert e.value.get_http_status_code() == 400
+
+
+def test_reviews_accept_lists_arrays_and_frames_of_text():
+    assert validation.reviews(["good film", "bad"]) == ["good film", "bad"]
+    assert validation.reviews(np.array(["a", "b"])) == ["a", "b"]
+    assert validation.reviews(pd.DataFrame({"text": ["x"]})) == ["x"]
+    assert validation.reviews(pd.DataFrame({0: ["y"]})) == ["y"]
+    assert validation.reviews("one review") == ["one review"]
+    emoji = ["Loved it 😀, très bien, 素晴らしい"]
+    assert validation.reviews(emoji) == emoji
+    long = ["word " * 200_000]  # 1 MB: accepted, the model truncates it
+    assert validation.reviews(long) == long
+
+
+def test_reviews_reject_bad_input_with_400():
+    rejected(validation.reviews, [], match="no reviews")
+    rejected(validation.reviews, ["fine", 3], match="review 1 must be a string, got int")
+    rejected(validation.reviews, [None], match="review 0 must be a string, got null")
+    rejected(validation.reviews, np.array([1.5]), match="got float")
+    rejected(validation.reviews, ["ok", "  "], match="review 1 is empty")
+    rejected(validation.reviews, ["x"] * 2000, match="at most 1024")
+    rejected(validation.reviews, pd.DataFrame({"a": ["x"], "b": ["y"]}), match="one column")
+
+
+def row(**kw):
+    return {"prompt": "The island", "length": 20, "temperature": 0.8} | kw
+
+
+def test_generation_requests_fill_defaults_and_accept_unseen_characters_among_known():
+    [r] = validation.generation_requests(pd.DataFrame([row()]), KNOWN)
+    assert r == {"prompt": "The island", "length": 20, "temperature": 0.8, "seed": 0,
+                 "top_k": None}
+    [r] = validation.generation_requests([row(prompt="The é island", seed=3.0, top_k=5)], KNOWN)
+    assert r["seed"] == 3 and r["top_k"] == 5 and r["prompt"] == "The é island"
+    assert validation.generation_requests([row(length=0)], KNOWN)[0]["length"] == 0
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"prompt": None}, "missing field 'prompt'"),
+    ({"prompt": float("nan")}, "missing field 'prompt'"),
+    ({"prompt": 12}, "'prompt' must be a string"),
+    ({"prompt": ""}, "'prompt' is empty"),
+    ({"prompt": "😀日本"}, "'prompt' holds only characters the model never saw"),
+    ({"length": None}, "missing field 'length'"),
+    ({"length": -1}, "'length' must be between 0 and"),
+    ({"length": 10**9}, "'length' must be between 0 and"),
+    ({"length": 2.5}, "'length' must be an integer"),
+    ({"length": "ten"}, "'length' must be an integer"),
+    ({"temperature": 0}, "'temperature' must be > 0"),
+    ({"temperature": -1.0}, "'temperature' must be > 0"),
+    ({"temperature": float("inf")}, "'temperature' must be > 0"),
+    ({"temperature": None}, "missing field 'temperature'"),
+    ({"temperature": "hot"}, "'temperature' must be a number"),
+    ({"seed": -3}, "'seed' must be >= 0"),
+    ({"top_k": -1}, "'top_k' must be >= 1"),
+])
+def test_generation_requests_reject_bad_rows_with_400(bad, match):
+    rejected(validation.generation_requests, [row(), row(**bad)], KNOWN,
+             match=f"row 1: {match}")
+
+
+def test_generation_requests_reject_empty_and_oversized_requests():
+    rejected(validation.generation_requests, pd.DataFrame(), KNOWN, match="no rows")
+    rejected(validation.generation_requests, [], KNOWN, match="no rows")
+    rejected(validation.generation_requests, [row()] * 100, KNOWN, match="at most 64")
+    rejected(validation.generation_requests, ["The island"], KNOWN, match="row 0 must be an")

@@ -1,0 +1,180 @@
+"""The search engine (rnnpipe.tuning) on a tiny model of our own and tiny random data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+
+from rnnpipe import tuning
+from rnnpipe.params import TuneParams
+
+CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
+BASE = {"cell": "GRU", "units": 4, "embedding_dim": 4, "learning_rate": 1e-2, "clipnorm": 1.0}
+TINY = TuneParams(max_trials=3, epochs=1, train_fraction=0.5, cells=["SimpleRNN", "LSTM", "GRU"],
+                  units=[2, 4, 8], clipnorms=[0.5, 1.0, 5.0], learning_rates=[1e-2])
+
+
+def tiny_build(hp: dict) -> keras.Model:
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(10, hp["embedding_dim"])(inputs)
+    x = CELLS[hp["cell"]](hp["units"])(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile(keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
+                  "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def tiny_task(seed: int = 0, callbacks=()) -> tuning.Task:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 10, size=(48, 6)).astype("int32")
+    y = (x == 3).any(axis=1).astype("float32")
+    rows = tuning.subsample(40, TINY.train_fraction, seed)
+    return tuning.Task(project="tiny", build=tiny_build, base=BASE,
+                       fit_kwargs={"x": x[rows], "y": y[rows], "validation_data": (x[40:], y[40:]),
+                                   "batch_size": 8},
+                       fingerprint=tuning.fingerprint(extra=x.tobytes()),
+                       callbacks=list(callbacks))
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for var in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    return uri
+
+
+def runs(uri: str) -> list:
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("rnnpipe-tiny")
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def trial_values(tuner_dir: Path) -> list[dict]:
+    """The hyperparameters of every trial in trial-id order, from Keras Tuner's own files."""
+    files = sorted(tuner_dir.glob("*/trial_*/trial.json"))
+    return [json.loads(f.read_text())["hyperparameters"]["values"] for f in files]
+
+
+def test_search_space_has_the_three_cells_units_and_clipnorms():
+    space = tuning.search_space(TuneParams())
+    by_name = {p.name: p for p in space.space}
+    assert list(by_name["cell"].values) == ["SimpleRNN", "LSTM", "GRU"]
+    assert len(by_name["units"].values) > 1 and len(by_name["clipnorm"].values) > 1
+    assert "layers" not in by_name  # an empty list: not searched
+
+
+def test_hparams_override_only_model_keys():
+    hp = tuning.hparams_from({"cell": "LSTM", "units": 8, "tuner/epochs": 2}, BASE)
+    assert hp == {**BASE, "cell": "LSTM", "units": 8}
+
+
+def test_role_needs_every_variable(monkeypatch):
+    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
+    assert tuning.role() == "single"
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+    monkeypatch.delenv("KERASTUNER_TUNER_ID", raising=False)
+    with pytest.raises(tuning.PipelineError, match="KERASTUNER_TUNER_ID"):
+        tuning.role()
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    assert tuning.role() == "chief"
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner1")
+    assert tuning.role() == "worker"
+
+
+def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking_uri):
+    result = tuning.run_search(tiny_task(), TINY, seed=1, tuner_root=tmp_path / ".tuner",
+                               verbose=0)
+    assert result["trials"] == 3 and result["objective"] == "val_loss"
+    assert set(result["hparams"]) == set(BASE)
+    assert result["hparams"]["cell"] in ("SimpleRNN", "LSTM", "GRU")
+    out = tmp_path / "best_hparams.json"
+    tuning.write_result(out, result)
+    assert json.loads(out.read_text()) == result
+
+    all_runs = runs(tracking_uri)
+    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 3
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(c.data.tags["trial_id"] for c in children) == ["0", "1", "2"]
+    for c in children:
+        assert {"cell", "units", "clipnorm"} <= set(c.data.params)
+        assert {"val_loss", "val_accuracy", "score"} <= set(c.data.metrics)
+        assert c.info.status == "FINISHED"
+    # the best child's score is the result's score; the parent has the summary
+    assert min(c.data.metrics["score"] for c in children) == pytest.approx(result["score"])
+    assert parent.data.params["best.cell"] == result["hparams"]["cell"]
+    artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(
+        parent.info.run_id)}
+    assert {"trials.csv", "score_vs_hparams.png", "best_hparams.json"} <= artifacts
+
+
+def test_same_seed_same_trials(tmp_path, tracking_uri):
+    seqs = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        root = tmp_path / name
+        tuning.run_search(tiny_task(), TINY, seed=seed, tuner_root=root, verbose=0)
+        seqs.append(trial_values(root / "tiny"))
+    assert len(seqs[0]) == 3
+    assert seqs[0] == seqs[1]
+    assert seqs[0] != seqs[2]
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raise KeyboardInterrupt at the end of the n-th epoch of the whole search (Ctrl-C)."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        Interrupt.seen = getattr(Interrupt, "seen", 0) + 1
+        if Interrupt.seen == self.after:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_search_continues_from_its_finished_trials(tmp_path, tracking_uri,
+                                                                    monkeypatch):
+    root = tmp_path / ".tuner"
+    Interrupt.seen = 0
+    with pytest.raises(KeyboardInterrupt):
+        tuning.run_search(tiny_task(callbacks=[Interrupt(after=2)]), TINY, seed=3,
+                          tuner_root=root, verbose=0)
+    # two trials began, the first finished
+    assert len(trial_values(root / "tiny")) == 2
+
+    built = []
+    monkeypatch.setattr(tuning.ProjectHyperModel, "build",
+                        lambda self, hp, _b=tuning.ProjectHyperModel.build:
+                        built.append(1) or _b(self, hp))
+    result = tuning.run_search(tiny_task(), TINY, seed=3, tuner_root=root, verbose=0)
+    assert result["trials"] == 3
+    # fresh search: 1 build to read the space + 3 trials; resumed: the space and 2 trials
+    # (Keras Tuner reloads its space without building)
+    assert len(built) <= 3
+    all_runs = runs(tracking_uri)
+    assert len([r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]) == 1
+    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(c.data.tags["trial_id"] for c in children) == ["0", "1", "2"]
+
+    # other search settings start afresh, and drop the stale search
+    other = TINY.model_copy(update={"units": [3, 5]})
+    tuning.run_search(tiny_task(), other, seed=3, tuner_root=root, verbose=0)
+    assert len(list((root / "tiny").iterdir())) == 1
+    assert {v["units"] for v in trial_values(root / "tiny")} <= {3, 5}
+
+
+def test_a_failing_builder_stops_the_search_with_a_clear_error(tmp_path, tracking_uri):
+    task = tiny_task()
+    task.build = lambda hp: (_ for _ in ()).throw(ValueError("no such layer"))
+    with pytest.raises(tuning.PipelineError, match="no such layer"):
+        tuning.run_search(task, TINY, seed=0, tuner_root=tmp_path / ".tuner", verbose=0)
