@@ -55,9 +55,11 @@ class Task:
     project: str
     build: Callable[[dict], keras.Model]  # model-params dict -> compiled model
     base: dict  # the project's model params from params.yaml
-    fit_kwargs: dict  # for model.fit: x, y or a dataset, validation_data, batch_size, ...
+    # () -> keyword arguments of model.fit (x, y or a dataset, validation_data, batch_size,
+    # shuffle); called at the start of every trial, so that each trial sees the same batches
+    data: Callable[[], dict]
     fingerprint: str  # of the data and its settings, so other data start a fresh search
-    callbacks: list = field(default_factory=list)
+    callbacks: list = field(default_factory=list)  # deep-copyable (Keras Tuner copies them)
 
 
 def declare(hp: keras_tuner.HyperParameters, tune: TuneParams) -> dict:
@@ -83,17 +85,19 @@ def hparams_from(values: dict, base: dict) -> dict:
 
 
 class ProjectHyperModel(keras_tuner.HyperModel):
-    def __init__(self, build: Callable[[dict], keras.Model], base: dict, tune: TuneParams,
-                 seed: int):
-        super().__init__(name="rnnpipe")
-        self.build_model, self.base, self.tune, self.seed = build, base, tune, seed
+    def __init__(self, task: Task, tune: TuneParams, seed: int):
+        super().__init__(name=task.project)
+        self.task, self.base, self.tune, self.seed = task, task.base, tune, seed
 
     def build(self, hp):
         hparams = hparams_from(declare(hp, self.tune), self.base)
         # every trial starts from the same random state: its result depends on its
         # hyperparameters alone, and a rerun gives the same scores
         keras.utils.set_random_seed(self.seed)
-        return self.build_model(hparams)
+        return self.task.build(hparams)
+
+    def fit(self, hp, model, *args, **kwargs):
+        return model.fit(*args, **self.task.data(), **kwargs)
 
 
 class _MlflowTrials:
@@ -205,7 +209,7 @@ def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Pa
         for old in directory.iterdir():  # searches of other settings are stale
             if old.name != key:
                 shutil.rmtree(old, ignore_errors=True)
-    hypermodel = ProjectHyperModel(task.build, task.base, tune, seed)
+    hypermodel = ProjectHyperModel(task, tune, seed)
     tracking.setup(task.project)
     if who == "worker":
         parent = _chief_run_id(key)
@@ -228,8 +232,7 @@ def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Pa
 
 def _search(tuner, task: Task, tune: TuneParams, verbose: int) -> None:
     try:
-        tuner.search(**task.fit_kwargs, callbacks=list(task.callbacks), epochs=tune.epochs,
-                     verbose=verbose)
+        tuner.search(callbacks=list(task.callbacks), epochs=tune.epochs, verbose=verbose)
     except RuntimeError as e:
         # the oracle stops after 3 failed trials in a row, with the last trial's traceback
         if "consecutive failures" not in str(e):

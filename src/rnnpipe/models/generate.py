@@ -1,11 +1,10 @@
 """Text generation with carried state: the prompt is read once, then each new character
-costs one recurrent step.
+costs one recurrent step (`Generator`, with `NumpyStepper`).
 
 `step_model(model)` rebuilds a trained char LM (stateful or not) as a stateless functional
 model that takes the RNN states as inputs and returns the new ones, sharing the trained weights:
     [ids [1, time], *states] -> [logits [1, time, vocab], *new_states]
-The same model reads the prompt (time = len(prompt)) and then one character at a time
-(time = 1), and scores a long text chunk by chunk carrying its state (`stream_loss`).
+It scores a long text chunk by chunk carrying its state (`stream_loss`).
 
 Temperature: logits are divided by `temperature` before the softmax. The textbook's
 "scale factor" multiplies them, so temperature = 1 / scale_factor: below 1 is more
@@ -77,23 +76,85 @@ def probabilities(logits: np.ndarray, temperature: float, top_k: int | None = No
     return z / z.sum()
 
 
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+ACTIVATIONS = {"tanh": np.tanh, "sigmoid": _sigmoid, "relu": lambda z: np.maximum(z, 0.0),
+               "linear": lambda z: z}
+
+
+class NumpyStepper:
+    """One character in, the next character's logits out, state carried: the trained layers'
+    arithmetic for a single time step in NumPy (Embedding, SimpleRNN/LSTM/GRU, Dense; Dropout
+    is the identity at inference). A step is a few small matrix-vector products, with no
+    framework call overhead, on any Keras backend. Tests check it against the Keras model."""
+
+    def __init__(self, model: keras.Model):
+        self.layers = []
+        for layer in model.layers:
+            w = [np.asarray(a, "float32") for a in layer.get_weights()]
+            if isinstance(layer, keras.layers.Embedding):
+                self.layers.append(("embedding", w, None))
+            elif isinstance(layer, keras.layers.RNN):
+                cfg = layer.get_config()
+                if isinstance(layer, keras.layers.GRU) and not cfg.get("reset_after", True):
+                    raise ValueError("GRU(reset_after=False) is not supported")
+                acts = (ACTIVATIONS[cfg["activation"]],
+                        ACTIVATIONS[cfg.get("recurrent_activation", "sigmoid")])
+                self.layers.append((type(layer).__name__, w, acts))
+            elif isinstance(layer, keras.layers.Dense):
+                self.layers.append(("dense", w, ACTIVATIONS[layer.get_config()["activation"]]))
+
+    def zero_states(self) -> list:
+        states = []
+        for kind, w, _ in self.layers:
+            units = w[1].shape[0] if kind in ("SimpleRNN", "LSTM", "GRU") else 0
+            states.append([np.zeros(units, "float32")] * (2 if kind == "LSTM" else 1))
+        return states
+
+    def step(self, char_id: int, states: list) -> tuple[np.ndarray, list]:
+        x, new = None, []
+        for (kind, w, act), s in zip(self.layers, states, strict=True):
+            if kind == "embedding":
+                x = w[0][char_id]
+            elif kind == "dense":
+                x = act(x @ w[0] + w[1])
+            elif kind == "SimpleRNN":
+                s = [act[0](x @ w[0] + s[0] @ w[1] + w[2])]
+                x = s[0]
+            elif kind == "LSTM":  # gates i, f, c, o
+                i, f, c, o = np.split(x @ w[0] + s[0] @ w[1] + w[2], 4)
+                cell = act[1](f) * s[1] + act[1](i) * act[0](c)
+                x = act[1](o) * act[0](cell)
+                s = [x, cell]
+            else:  # GRU, reset_after=True: gates z, r, h; bias [input, recurrent]
+                xz, xr, xh = np.split(x @ w[0] + w[2][0], 3)
+                hz, hr, hh = np.split(s[0] @ w[1] + w[2][1], 3)
+                z, r = act[1](xz + hz), act[1](xr + hr)
+                x = z * s[0] + (1 - z) * act[0](xh + r * hh)
+                s = [x]
+            new.append(s)
+        return x, new
+
+
 class Generator:
     """Writes text from a prompt with a trained char LM and its vocabulary."""
 
     def __init__(self, model: keras.Model, vocab: Vocabulary):
         self.vocab = vocab
-        self.step = step_model(model)
-        self.fn = compiled(self.step)
+        self.stepper = NumpyStepper(model)
+
+    def read(self, prompt: str) -> tuple[np.ndarray, list]:
+        """Read the prompt once: the logits of the next character and the carried state."""
+        states = self.stepper.zero_states()
+        for i in chars.encode(prompt, self.vocab):
+            logits, states = self.stepper.step(i, states)
+        return logits, states
 
     def next_distribution(self, prompt: str, temperature: float = 1.0) -> np.ndarray:
-        """The distribution of the character after `prompt` (for tests)."""
-        logits, _ = self._read(prompt)
-        return probabilities(logits, temperature)
-
-    def _read(self, prompt: str):
-        ids = chars.encode(prompt, self.vocab)[None, :]
-        logits, *states = self.fn(ids, *zero_states(self.step))
-        return logits[0, -1], states
+        """The distribution of the character after `prompt`."""
+        return probabilities(self.read(prompt)[0], temperature)
 
     def generate(self, prompt: str, length: int, temperature: float = 1.0, seed: int = 0,
                  top_k: int | None = None) -> str:
@@ -103,17 +164,13 @@ class Generator:
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
         rng = np.random.default_rng(seed)
-        logits, states = self._read(prompt)
-        # never write the "unseen character" id
-        banned = (self.vocab.oov_id,)
+        logits, states = self.read(prompt)
+        banned = (self.vocab.oov_id,)  # never write the "unseen character" id
         out = []
-        x = np.zeros((1, 1), "int32")
         for _ in range(length):
-            p = probabilities(logits, temperature, top_k, banned)
-            x[0, 0] = rng.choice(len(p), p=p)
-            out.append(self.vocab.tokens[x[0, 0]])
-            logits, *states = self.fn(x, *states)
-            logits = logits[0, -1]
+            i = rng.choice(len(logits), p=probabilities(logits, temperature, top_k, banned))
+            out.append(self.vocab.tokens[i])
+            logits, states = self.stepper.step(i, states)  # one recurrent step per character
         return prompt + "".join(out)
 
 
@@ -138,5 +195,6 @@ def stream_loss(model: keras.Model, ids: np.ndarray, chunk: int = 2000) -> float
 
 
 def metrics(loss_nats: float) -> dict:
+    loss_nats = float(loss_nats)
     return {"loss": loss_nats, "bits_per_char": loss_nats / math.log(2),
             "perplexity": math.exp(loss_nats)}

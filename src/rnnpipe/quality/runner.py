@@ -10,7 +10,6 @@ created with add_or_update, so a rerun never fails with "already exists".
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +36,9 @@ class Table:
 
 
 def _context(root: Path, docs: Path):
-    # no usage statistics (offline machines, and nothing to report home)
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    # GX logs its set-up at INFO; the stage's own log line says what matters
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=root)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -161,7 +161,7 @@ def train(params: Params, processed: Path, vocab: Path, outdir: Path,
             model, dataset(tr, p.batch_size, max_len, seed=params.seed),
             dataset(va, p.batch_size, max_len), epochs=p.epochs, patience=p.patience,
             checkpoint_dir=CHECKPOINTS, settings=settings,
-            callbacks=[_epoch_timer(), tracking.MlflowMetrics()], verbose=2)
+            callbacks=[_epoch_timer(), tracking.MlflowMetrics()], verbose=2, shuffle=False)
         mlflow.log_metric("train_seconds", time.perf_counter() - t)
         with atomic_path(outdir / "model.keras") as tmp:
             model.save(tmp)

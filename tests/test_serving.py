@@ -1,0 +1,276 @@
+"""The real `mlflow models serve` on 127.0.0.1: good requests, each kind of bad input, a load
+test, and the offline CLI giving the server's answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import BIN, run
+
+pytestmark = pytest.mark.slow
+
+SENTIMENT = "imdb-sentiment"
+CHARLM = "mysterious-island-charlm"
+
+# Stand-ins for the project's pyfuncs, with the same input and output formats; they call the
+# same validation, so the server's answers to bad input are the ones the real models give.
+SENTIMENT_STUB = '''
+from typing import Any
+
+import mlflow
+
+from rnnpipe.serving import validation
+
+GOOD = {"wonderful", "great", "brilliant", "loved"}
+
+
+class Sentiment(mlflow.pyfunc.PythonModel):
+    def predict(self, model_input: list[str], params=None) -> list[dict[str, Any]]:
+        out = []
+        for text in validation.reviews(model_input):
+            words = text.lower().split()[:400]  # the truncation policy: the first 400 words
+            p = (1 + sum(w in GOOD for w in words)) / (2 + len(words))
+            out.append({"probability": p, "label": "positive" if p >= 0.5 else "negative"})
+        return out
+
+
+mlflow.models.set_model(Sentiment())
+'''
+
+CHARLM_STUB = '''
+import mlflow
+import numpy as np
+import pandas as pd
+
+from rnnpipe.serving import validation
+
+KNOWN = "abcdefghijklmnopqrstuvwxyzTI ,."
+
+
+class CharLM(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        texts = []
+        for r in validation.generation_requests(model_input, set(KNOWN)):
+            rng = np.random.default_rng(r["seed"])
+            texts.append(r["prompt"] + "".join(rng.choice(list(KNOWN), r["length"])))
+        return pd.DataFrame({"text": texts})
+
+
+mlflow.models.set_model(CharLM())
+'''
+
+
+def _log_stubs(tmp: Path, env: dict) -> None:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    (tmp / "sentiment_stub.py").write_text(SENTIMENT_STUB)
+    (tmp / "charlm_stub.py").write_text(CHARLM_STUB)
+    lm_signature = ModelSignature(inputs=Schema([
+        ColSpec("string", "prompt"), ColSpec("long", "length"), ColSpec("double", "temperature"),
+        ColSpec("long", "seed", required=False)]), outputs=Schema([ColSpec("string", "text")]))
+    script = f"""
+import mlflow, sys
+from mlflow.models import ModelSignature
+mlflow.set_experiment("stubs")
+with mlflow.start_run():
+    mlflow.pyfunc.log_model(name="sentiment", python_model="sentiment_stub.py",
+                            pip_requirements=[], input_example=["a review"],
+                            registered_model_name="{SENTIMENT}")
+    mlflow.pyfunc.log_model(name="charlm", python_model="charlm_stub.py", pip_requirements=[],
+                            signature=ModelSignature.from_dict({lm_signature.to_dict()!r}),
+                            registered_model_name="{CHARLM}")
+client = mlflow.MlflowClient()
+client.set_registered_model_alias("{SENTIMENT}", "champion", 1)
+client.set_registered_model_alias("{CHARLM}", "champion", 1)
+"""
+    run([str(BIN / "python"), "-c", script], tmp, env)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """(folder, env) of a tracking store with a `champion` of each model."""
+    tmp = tmp_path_factory.mktemp("serving")
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # uvicorn
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    _log_stubs(tmp, env)
+    return tmp, env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(model_uri: str, cwd: Path, env: dict, timeout: float = 180):
+    """`mlflow models serve` on a free port; yields its base URL; always stops it."""
+    port = free_port()
+    log = cwd / f"serve-{port}.log"
+    with open(log, "wb") as out:
+        # a session of its own: the server's workers die with the process group
+        proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(port)],
+            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not up after {timeout} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def sentiment_url(store):
+    tmp, env = store
+    with served(f"models:/{SENTIMENT}@champion", tmp, env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def charlm_url(store):
+    tmp, env = store
+    with served(f"models:/{CHARLM}@champion", tmp, env) as url:
+        yield url
+
+
+def post(url: str, body) -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return requests.post(f"{url}/invocations", data=data, timeout=120,
+                         headers={"Content-Type": "application/json"})
+
+
+def assert_400(r: requests.Response, *fragments: str) -> None:
+    assert r.status_code == 400, r.text[:500]
+    message = r.json()["message"]
+    for f in fragments:
+        assert f in message, message[:500]
+
+
+def check_sentiment_answers(preds: list, n: int) -> None:
+    assert len(preds) == n
+    for p in preds:
+        assert 0.0 <= p["probability"] <= 1.0
+        assert p["label"] == ("positive" if p["probability"] >= 0.5 else "negative")
+
+
+def test_sentiment_server_answers_reviews(sentiment_url):
+    reviews = ["A wonderful, brilliant film. I loved it.", "Boring and awful.", "ok"]
+    r = post(sentiment_url, {"inputs": reviews})
+    assert r.status_code == 200, r.text
+    check_sentiment_answers(r.json()["predictions"], 3)
+    # the same review gets the same answer, alone or in a batch
+    alone = post(sentiment_url, {"inputs": reviews[:1]}).json()["predictions"][0]
+    assert alone["probability"] == pytest.approx(r.json()["predictions"][0]["probability"])
+
+
+def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
+    odd = ["Très bien 😀😀 素晴らしい映画", "🎬🍿", "wonderful " * 100_000]  # the last: 1 MB
+    assert len(odd[2].encode()) >= 1_000_000
+    r = post(sentiment_url, {"inputs": odd})
+    assert r.status_code == 200, r.text[:500]
+    check_sentiment_answers(r.json()["predictions"], 3)
+
+
+@pytest.mark.parametrize("body, fragments", [
+    ({"inputs": []}, ["no reviews"]),
+    ({}, ["inputs"]),
+    ({"reviews": ["good"]}, ["inputs"]),
+    ({"inputs": ["fine", 42]}, ["42"]),
+    ({"inputs": [None]}, ["None"]),
+    ({"inputs": [""]}, ["review 0 is empty"]),
+    ({"inputs": ["good", "   "]}, ["review 1 is empty"]),
+    (b"not json", ["JSON"]),
+])
+def test_sentiment_server_rejects_bad_input_and_keeps_serving(sentiment_url, body, fragments):
+    assert_400(post(sentiment_url, body), *fragments)
+    assert post(sentiment_url, {"inputs": ["still serving"]}).status_code == 200
+
+
+def test_sentiment_server_load_200_requests_8_clients(sentiment_url):
+    reviews = ["A wonderful film", "Awful acting, a waste of time", "Loved it " * 50]
+
+    def one(i: int) -> int:
+        with requests.Session() as s:
+            r = s.post(f"{sentiment_url}/invocations", json={"inputs": [reviews[i % 3]]},
+                       timeout=120)
+            return r.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(one, range(200)))
+    assert codes == [200] * 200
+
+
+def test_offline_cli_gives_the_server_answers(sentiment_url, store):
+    tmp, env = store
+    reviews = ["A wonderful, brilliant film.", "Boring and awful.", "Très bien 😀"]
+    served_preds = post(sentiment_url, {"inputs": reviews}).json()["predictions"]
+    out = run([str(BIN / "rnnpipe"), "imdb", "predict", *reviews], tmp, env).stdout
+    offline = [json.loads(line) for line in out.splitlines()]
+    assert len(offline) == 3
+    for a, b in zip(offline, served_preds, strict=True):
+        assert a["label"] == b["label"]
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
+    bad = run([str(BIN / "rnnpipe"), "imdb", "predict", "  "], tmp, env, check=False)
+    assert bad.returncode == 1 and "review 0 is empty" in bad.stderr
+
+
+def lm_row(**kw) -> dict:
+    return {"prompt": "The island", "length": 30, "temperature": 0.8, "seed": 1} | kw
+
+
+def test_charlm_server_generates_text(charlm_url):
+    rows = [lm_row(), lm_row(prompt="The island é", temperature=1.5, seed=2), lm_row()]
+    r = post(charlm_url, {"dataframe_records": rows})
+    assert r.status_code == 200, r.text
+    texts = [p["text"] for p in r.json()["predictions"]]
+    assert texts[0].startswith("The island") and len(texts[0]) == len("The island") + 30
+    assert texts[1].startswith("The island é") and len(texts[1]) == len("The island é") + 30
+    assert texts[2] == texts[0]  # same seed, same text
+
+
+@pytest.mark.parametrize("rows, fragments", [
+    ([], ["prompt"]),
+    ([{"length": 30, "temperature": 0.8}], ["prompt"]),
+    ([lm_row(prompt=None)], ["prompt"]),
+    ([lm_row(prompt="")], ["'prompt' is empty"]),
+    ([lm_row(prompt="😀日本語")], ["only characters the model never saw"]),
+    ([lm_row(length=-5)], ["'length' must be between 0 and"]),
+    ([lm_row(length=10**9)], ["'length' must be between 0 and"]),
+    ([lm_row(temperature=0)], ["'temperature' must be > 0"]),
+    ([lm_row(temperature=-1.5)], ["'temperature' must be > 0"]),
+    ([lm_row(temperature="hot")], ["temperature"]),
+])
+def test_charlm_server_rejects_bad_input_and_keeps_serving(charlm_url, rows, fragments):
+    assert_400(post(charlm_url, {"dataframe_records": rows}), *fragments)
+    assert post(charlm_url, {"dataframe_records": [lm_row(length=5)]}).status_code == 200
