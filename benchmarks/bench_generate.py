@@ -18,7 +18,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rnnpipe.models.charlm import build_char_lm  # noqa: E402

@@ -141,6 +141,20 @@ def test_split_sizes(reviews, tmp_path):
     assert "observed 37; expected value=40" in msg
 
 
+def test_imdb_raw_with_unlabelled_reviews(tmp_path):
+    archive = tinydata.write_imdb_archive(tmp_path / "a.tar.gz")
+    df = ingest.split_valid(ingest.read_reviews(archive, include_unsup=True), 0.25, seed=42)
+
+    def check(df, tmp_path):
+        table = runner.Table("reviews", imdb.raw_table(df), imdb.raw_suite(RAW, True))
+        return runner.validate("imdb_raw", [table], tmp_path / "r.json", data_docs=False)
+
+    assert check(df, tmp_path)["success"]
+    df.loc[df.index[df.split == "unsup"][0], "rating"] = 3
+    _, report = failing(check, df, tmp_path)
+    assert failed_descriptions(report) == {"unlabelled reviews have rating 0"}
+
+
 # ------------------------------------------------------------------ charlm raw
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -42,8 +43,17 @@ def tiny_task(seed: int = 0, callbacks=()) -> tuning.Task:
                        callbacks=list(callbacks))
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow store with the experiment, made once (its migrations take seconds)."""
+    db = tmp_path_factory.mktemp("mlflow") / "template.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").create_experiment("rnnpipe-tiny")
+    return db
+
+
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch) -> str:
+def tracking_uri(tmp_path, monkeypatch, mlflow_template) -> str:
+    shutil.copyfile(mlflow_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     for var in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
@@ -184,3 +194,17 @@ def test_trials_that_cannot_report_the_objective_stop_the_search(tmp_path, track
     tune = TINY.model_copy(update={"objective": "val_accuracy"})
     with pytest.raises(tuning.PipelineError, match="val_accuracy"):
         tuning.run_search(task, tune, seed=0, tuner_root=tmp_path / ".tuner", verbose=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bayesian", "hyperband"])
+def test_bayesian_and_hyperband_searches_finish(tmp_path, tracking_uri, kind):
+    tune = TINY.model_copy(update={"tuner": kind, "epochs": 2, "max_trials": 2,
+                                   "objective": "val_accuracy"})
+    result = tuning.run_search(tiny_task(), tune, seed=2, tuner_root=tmp_path / ".tuner",
+                               verbose=0)
+    assert result["trials"] == 2 and result["objective"] == "val_accuracy"
+    assert set(result["hparams"]) == set(BASE)  # no Hyperband "tuner/..." entries
+    children = [r for r in runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2
+    assert max(c.data.metrics["score"] for c in children) == pytest.approx(result["score"])

@@ -69,11 +69,9 @@ def run_params(run_id_file: Path) -> dict:
 
 
 def rnn_layers(model: keras.Model) -> list:
-    found = []
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.RNN) and not isinstance(layer, keras.layers.Bidirectional):
-            found.append(layer)
-    return found
+    """The recurrent layers, inside Bidirectional wrappers too."""
+    return [layer for layer in model._flatten_layers()
+            if isinstance(layer, keras.layers.RNN)]
 
 
 @pytest.mark.slow

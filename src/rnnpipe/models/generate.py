@@ -17,6 +17,7 @@ import math
 
 import keras
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from rnnpipe.text import chars
 from rnnpipe.text.vocab import Vocabulary
@@ -164,13 +165,15 @@ class Generator:
         if temperature <= 0:
             raise ValueError("temperature must be > 0")
         rng = np.random.default_rng(seed)
-        logits, states = self.read(prompt)
         banned = (self.vocab.oov_id,)  # never write the "unseen character" id
         out = []
-        for _ in range(length):
-            i = rng.choice(len(logits), p=probabilities(logits, temperature, top_k, banned))
-            out.append(self.vocab.tokens[i])
-            logits, states = self.stepper.step(i, states)  # one recurrent step per character
+        # one BLAS thread: for one small matrix-vector product, more threads only wait
+        with threadpool_limits(limits=1, user_api="blas"):
+            logits, states = self.read(prompt)
+            for _ in range(length):
+                i = rng.choice(len(logits), p=probabilities(logits, temperature, top_k, banned))
+                out.append(self.vocab.tokens[i])
+                logits, states = self.stepper.step(i, states)  # one step per character
         return prompt + "".join(out)
 
 

@@ -28,7 +28,7 @@ def raw_suite(p: ImdbCheckRawParams, include_unsup: bool) -> gx.ExpectationSuite
     """What data/interim/imdb/reviews.parquet must satisfy."""
     splits = [*LABELLED, "unsup"] if include_unsup else list(LABELLED)
     train_valid = Column("split").is_in(["train", "valid"])
-    suite = gx.ExpectationSuite(name="imdb_raw.reviews", expectations=[
+    expectations = [
         gxe.ExpectTableColumnsToMatchSet(
             column_set=["split", "id", "rating", "label", "text"], exact_match=False,
             description="the table has the columns split, id, rating, label, text"),
@@ -68,15 +68,18 @@ def raw_suite(p: ImdbCheckRawParams, include_unsup: bool) -> gx.ExpectationSuite
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=["label", "id"], row_condition=train_valid,
             description="valid is disjoint from train (no label+id in both)"),
-    ])
+    ]
     if include_unsup:
-        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
-            column="rating", value_set=[0], row_condition=Column("split") == "unsup",
-            description="unlabelled reviews have rating 0"))
-        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
-            column="label", value_set=[-1], row_condition=Column("split") == "unsup",
-            description="unlabelled reviews have label -1"))
-    return suite
+        expectations += [
+            gxe.ExpectColumnValuesToBeInSet(
+                column="rating", value_set=[0], row_condition=Column("split") == "unsup",
+                description="unlabelled reviews have rating 0"),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="label", value_set=[-1], row_condition=Column("split") == "unsup",
+                description="unlabelled reviews have label -1"),
+        ]
+    # built in one go: suite.add_expectation would need an active Data Context
+    return gx.ExpectationSuite(name="imdb_raw.reviews", expectations=expectations)
 
 
 def raw_table(reviews: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +94,7 @@ def raw_table(reviews: pd.DataFrame) -> pd.DataFrame:
 def encoded_suite(p: ImdbCheckEncodedParams, vocab_size: int, max_len: int
                   ) -> gx.ExpectationSuite:
     """What data/processed/imdb/{train,valid,test}.npz must satisfy (one row per review)."""
-    suite = gx.ExpectationSuite(name="imdb_encoded.sequences", expectations=[
+    return gx.ExpectationSuite(name="imdb_encoded.sequences", expectations=[
         gxe.ExpectColumnValuesToBeBetween(
             column="min_id", min_value=0, description="no negative token id"),
         gxe.ExpectColumnValuesToBeBetween(
@@ -108,13 +111,12 @@ def encoded_suite(p: ImdbCheckEncodedParams, vocab_size: int, max_len: int
         gxe.ExpectColumnValuesToBeInSet(
             column="label", value_set=[0, 1], description="labels are 0 or 1"),
         *[_balanced(s, p.balance_tolerance) for s in LABELLED],
-    ])
-    for split in ("valid", "test"):
         # oov_share sums to the split's OOV rate (see encoded_table)
-        suite.add_expectation(gxe.ExpectColumnSumToBeBetween(
-            column="oov_share", max_value=p.max_oov_rate, row_condition=Column("split") == split,
-            description=f"{split}: out-of-vocabulary rate at most {p.max_oov_rate:g}"))
-    return suite
+        *[gxe.ExpectColumnSumToBeBetween(
+            column="oov_share", max_value=p.max_oov_rate, row_condition=Column("split") == s,
+            description=f"{s}: out-of-vocabulary rate at most {p.max_oov_rate:g}")
+          for s in ("valid", "test")],
+    ])
 
 
 def encoded_table(parts: dict[str, dict[str, np.ndarray]], pad_id: int, oov_id: int

@@ -145,8 +145,10 @@ def _describe(table: str, r) -> dict:
         out["unexpected"] = result["unexpected_count"]
         examples = result.get("partial_unexpected_index_list") or [
             {"value": v} for v in result.get("partial_unexpected_list") or []]
-        out["examples"] = [{k: _short(v) for k, v in row.items()}
-                           for row in examples[:MAX_EXAMPLES]]
+        # rows come as {column: value} with index columns, else as bare DataFrame indices
+        examples = [row if isinstance(row, dict) else {"index": row}
+                    for row in examples[:MAX_EXAMPLES]]
+        out["examples"] = [{k: _short(v) for k, v in row.items()} for row in examples]
     if r.exception_info and r.exception_info.get("raised_exception"):
         out["error"] = r.exception_info.get("exception_message")
     return out

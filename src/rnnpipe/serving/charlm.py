@@ -39,15 +39,12 @@ class CharLM(mlflow.pyfunc.PythonModel):
         model = keras.models.load_model(context.artifacts["model"])
         self.generator = Generator(model, Vocabulary.load(context.artifacts["vocab"]))
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        texts = []
-        for row in model_input.to_dict("records"):
-            seed, top_k = row.get("seed"), row.get("top_k")
-            texts.append(self.generator.generate(
-                str(row["prompt"]), int(row["length"]), float(row["temperature"]),
-                seed=0 if pd.isna(seed) else int(seed),
-                top_k=None if top_k is None or pd.isna(top_k) else int(top_k)))
-        return pd.DataFrame({"text": texts})
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        from rnnpipe.serving.validation import generation_requests
+
+        # checked rows (a bad one -> HTTP 400 when served): seed defaults to 0, top_k to None
+        rows = generation_requests(model_input, set(self.generator.vocab.tokens[1:]))
+        return pd.DataFrame({"text": [self.generator.generate(**row) for row in rows]})
 
 
 def log_pyfunc(model_path: Path, vocab_path: Path, registered_model_name: str | None = None):

@@ -54,7 +54,8 @@ def tokenize_array(texts, threads: int = 2) -> pa.ListArray:
         return _tokenize_chunk(arr)
     step = -(-len(arr) // threads)
     with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(_tokenize_chunk, [arr.slice(i, step) for i in range(0, len(arr), step)]))
+        slices = [arr.slice(i, step) for i in range(0, len(arr), step)]
+        parts = list(pool.map(_tokenize_chunk, slices))
     return pa.chunked_array(parts).combine_chunks()
 
 
