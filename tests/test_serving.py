@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,97 +17,36 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import BIN, run
+from tests import tinydata
+from tests.conftest import BIN, ROOT, TINY_PARAMS, pipeline_env, run
 
 pytestmark = pytest.mark.slow
 
 SENTIMENT = "imdb-sentiment"
 CHARLM = "mysterious-island-charlm"
 
-# Stand-ins for the project's pyfuncs, with the same input and output formats; they call the
-# same validation, so the server's answers to bad input are the ones the real models give.
-SENTIMENT_STUB = '''
-from typing import Any
-
-import mlflow
-
-from rnnpipe.serving import validation
-
-GOOD = {"wonderful", "great", "brilliant", "loved"}
-
-
-class Sentiment(mlflow.pyfunc.PythonModel):
-    def predict(self, model_input: list[str], params=None) -> list[dict[str, Any]]:
-        out = []
-        for text in validation.reviews(model_input):
-            words = text.lower().split()[:400]  # the truncation policy: the first 400 words
-            p = (1 + sum(w in GOOD for w in words)) / (2 + len(words))
-            out.append({"probability": p, "label": "positive" if p >= 0.5 else "negative"})
-        return out
-
-
-mlflow.models.set_model(Sentiment())
-'''
-
-CHARLM_STUB = '''
-import mlflow
-import numpy as np
-import pandas as pd
-
-from rnnpipe.serving import validation
-
-KNOWN = "abcdefghijklmnopqrstuvwxyzTI ,."
-
-
-class CharLM(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
-        texts = []
-        for r in validation.generation_requests(model_input, set(KNOWN)):
-            rng = np.random.default_rng(r["seed"])
-            texts.append(r["prompt"] + "".join(rng.choice(list(KNOWN), r["length"])))
-        return pd.DataFrame({"text": texts})
-
-
-mlflow.models.set_model(CharLM())
-'''
-
-
-def _log_stubs(tmp: Path, env: dict) -> None:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    (tmp / "sentiment_stub.py").write_text(SENTIMENT_STUB)
-    (tmp / "charlm_stub.py").write_text(CHARLM_STUB)
-    lm_signature = ModelSignature(inputs=Schema([
-        ColSpec("string", "prompt"), ColSpec("long", "length"), ColSpec("double", "temperature"),
-        ColSpec("long", "seed", required=False)]), outputs=Schema([ColSpec("string", "text")]))
-    script = f"""
-import mlflow, sys
-from mlflow.models import ModelSignature
-mlflow.set_experiment("stubs")
-with mlflow.start_run():
-    mlflow.pyfunc.log_model(name="sentiment", python_model="sentiment_stub.py",
-                            pip_requirements=[], input_example=["a review"],
-                            registered_model_name="{SENTIMENT}")
-    mlflow.pyfunc.log_model(name="charlm", python_model="charlm_stub.py", pip_requirements=[],
-                            signature=ModelSignature.from_dict({lm_signature.to_dict()!r}),
-                            registered_model_name="{CHARLM}")
-client = mlflow.MlflowClient()
-client.set_registered_model_alias("{SENTIMENT}", "champion", 1)
-client.set_registered_model_alias("{CHARLM}", "champion", 1)
-"""
-    run([str(BIN / "python"), "-c", script], tmp, env)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """(folder, env) of a tracking store with a `champion` of each model."""
+    """(repo, env): the pipeline run on tiny data up to both register stages, so each model has
+    a `champion` in the repo's tracking store (once for this module)."""
     tmp = tmp_path_factory.mktemp("serving")
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # uvicorn
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-    _log_stubs(tmp, env)
-    return tmp, env
+    mirror = tmp / "mirror"
+    tinydata.write_imdb_archive(mirror / "aclImdb_v1.tar.gz")
+    tinydata.write_gutenberg(mirror / "mysterious_island_1268-0.txt")
+    repo = tmp / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(TINY_PARAMS, repo / "params.yaml")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    env = pipeline_env(mirror)  # .venv/bin on PATH: rnnpipe, dvc, and uvicorn for the server
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{repo / 'mlflow.db'}"
+    run(["git", "init", "-q"], repo, env)
+    run([str(BIN / "dvc"), "init", "-q"], repo, env)
+    run([str(BIN / "dvc"), "repro", "imdb_register", "charlm_register"], repo, env)
+    for project in ("imdb", "charlm"):
+        decision = json.loads((repo / f"reports/{project}/promotion.json").read_text())
+        assert decision["decision"] == "champion" and decision["version"] == 1
+    return repo, env
 
 
 def free_port() -> int:
@@ -181,7 +121,7 @@ def check_sentiment_answers(preds: list, n: int) -> None:
     assert len(preds) == n
     for p in preds:
         assert 0.0 <= p["probability"] <= 1.0
-        assert p["label"] == ("positive" if p["probability"] >= 0.5 else "negative")
+        assert p["label"] == (1 if p["probability"] >= 0.5 else 0)  # imdb.evaluate.threshold
 
 
 def test_sentiment_server_answers_reviews(sentiment_url):
@@ -191,7 +131,8 @@ def test_sentiment_server_answers_reviews(sentiment_url):
     check_sentiment_answers(r.json()["predictions"], 3)
     # the same review gets the same answer, alone or in a batch
     alone = post(sentiment_url, {"inputs": reviews[:1]}).json()["predictions"][0]
-    assert alone["probability"] == pytest.approx(r.json()["predictions"][0]["probability"])
+    assert alone["probability"] == pytest.approx(r.json()["predictions"][0]["probability"],
+                                                 abs=1e-5)
 
 
 def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
@@ -206,8 +147,9 @@ def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
     ({"inputs": []}, ["no reviews"]),
     ({}, ["inputs"]),
     ({"reviews": ["good"]}, ["inputs"]),
-    ({"inputs": ["fine", 42]}, ["42"]),
-    ({"inputs": [None]}, ["None"]),
+    ({"dataframe_records": [{"text": 42}]}, ["review 0 must be a string, got int"]),
+    ({"dataframe_records": [{"text": "fine"}, {"text": None}]},
+     ["review 1 must be a string, got null"]),
     ({"inputs": [""]}, ["review 0 is empty"]),
     ({"inputs": ["good", "   "]}, ["review 1 is empty"]),
     (b"not json", ["JSON"]),
@@ -215,6 +157,15 @@ def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
 def test_sentiment_server_rejects_bad_input_and_keeps_serving(sentiment_url, body, fragments):
     assert_400(post(sentiment_url, body), *fragments)
     assert post(sentiment_url, {"inputs": ["still serving"]}).status_code == 200
+
+
+def test_sentiment_server_reads_numbers_and_null_in_inputs_as_text(sentiment_url):
+    # MLflow's schema enforcement (a string column) turns them into their text before the
+    # model sees them: a defined answer, the same as for the text itself
+    r = post(sentiment_url, {"inputs": ["fine", 42, None]})
+    assert r.status_code == 200, r.text[:500]
+    as_text = post(sentiment_url, {"inputs": ["fine", "42", "None"]}).json()["predictions"]
+    assert r.json()["predictions"] == as_text
 
 
 def test_sentiment_server_load_200_requests_8_clients(sentiment_url):

@@ -133,11 +133,12 @@ def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking
 @pytest.mark.slow
 def test_same_seed_same_trials(tmp_path, tracking_uri):
     seqs = []
+    tune = TINY.model_copy(update={"max_trials": 2})
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         root = tmp_path / name
-        tuning.run_search(tiny_task(), TINY, seed=seed, tuner_root=root, verbose=0)
+        tuning.run_search(tiny_task(), tune, seed=seed, tuner_root=root, verbose=0)
         seqs.append(trial_values(root / "tiny"))
-    assert len(seqs[0]) == 3
+    assert len(seqs[0]) == 2
     assert seqs[0] == seqs[1]
     assert seqs[0] != seqs[2]
 

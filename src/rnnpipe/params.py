@@ -95,7 +95,8 @@ class TuneParams(Section):
     epochs: int = Field(default=1, ge=1)
     # share of the training data a trial sees
     train_fraction: float = Field(default=0.2, gt=0, le=1)
-    cells: list[CellType] = Field(default_factory=lambda: ["SimpleRNN", "LSTM", "GRU"], min_length=1)
+    cells: list[CellType] = Field(default_factory=lambda: ["SimpleRNN", "LSTM", "GRU"],
+                                  min_length=1)
     units: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
     clipnorms: list[float] = Field(default_factory=lambda: [0.5, 1.0, 5.0], min_length=1)
     learning_rates: list[float] = Field(default_factory=lambda: [1e-3], min_length=1)
@@ -134,7 +135,8 @@ class ImdbParams(Section):
     vocab: ImdbVocabParams = ImdbVocabParams()
     encode: ImdbEncodeParams = ImdbEncodeParams()
     check_encoded: ImdbCheckEncodedParams = ImdbCheckEncodedParams()
-    tune: TuneParams = TuneParams()
+    tune: TuneParams = TuneParams(train_fraction=0.1, valid_fraction=0.2, seq_length=200,
+                                  units=[16, 32, 64], learning_rates=[2e-3])
     train: ImdbTrainParams = ImdbTrainParams()
     evaluate: ImdbEvaluateParams = ImdbEvaluateParams()
     baseline: ImdbBaselineParams = ImdbBaselineParams()
@@ -219,7 +221,8 @@ class CharlmParams(Section):
     check_raw: CharlmCheckRawParams = CharlmCheckRawParams()
     encode: CharlmEncodeParams = CharlmEncodeParams()
     check_encoded: CharlmCheckEncodedParams = CharlmCheckEncodedParams()
-    tune: TuneParams = TuneParams(units=[128, 256, 512], learning_rates=[2e-3])
+    tune: TuneParams = TuneParams(train_fraction=0.1, valid_fraction=0.2,
+                                  units=[128, 256, 512], learning_rates=[2e-3])
     train: CharlmTrainParams = CharlmTrainParams()
     evaluate: CharlmEvaluateParams = CharlmEvaluateParams()
     promote: PromoteParams = PromoteParams(
