@@ -303,3 +303,21 @@ def test_cli_check_raw_exit_code_and_stderr(reviews, tmp_path, capsys):
     assert "negative reviews are rated 1..4" in err and "rating=9" in err
     report = json.loads((tmp_path / "q" / "imdb_raw.json").read_text())
     assert report["failed"] == 1
+
+
+def test_report_and_docs_logged_to_the_active_mlflow_run(reviews, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            check_reviews(reviews, tmp_path, data_docs=True)
+        client = mlflow.MlflowClient()
+        names = {a.path for a in client.list_artifacts(run.info.run_id, "quality")}
+        assert names == {"quality/imdb_raw.json", "quality/docs"}
+        docs = {a.path for a in client.list_artifacts(run.info.run_id, "quality/docs")}
+        assert "quality/docs/index.html" in docs
+        assert client.get_run(run.info.run_id).data.metrics["quality.imdb_raw.failed"] == 0
+    finally:
+        mlflow.set_tracking_uri(None)

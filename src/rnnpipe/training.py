@@ -58,7 +58,8 @@ class _Checkpoint(keras.callbacks.Callback):
             self.model.save(tmp)
         write_json(self.folder / "state.json", self.state)
         if self.state["wait"] > self.patience:
-            log.info("early stop: %s has not improved for %d epochs", self.monitor, self.state["wait"])
+            log.info("early stop: %s has not improved for %d epochs",
+                     self.monitor, self.state["wait"])
             self.model.stop_training = True
 
 

@@ -215,6 +215,7 @@ def _log_to_mlflow(check: str, report: dict, report_path: Path, docs: Path) -> N
     if mlflow.active_run() is None:
         return
     mlflow.log_artifact(str(report_path), artifact_path="quality")
-    mlflow.log_artifacts(str(docs), artifact_path="quality/docs")
+    if docs.is_dir():
+        mlflow.log_artifacts(str(docs), artifact_path="quality/docs")
     mlflow.log_metrics({f"quality.{check}.failed": report["failed"],
                         f"quality.{check}.passed": report["passed"]})

@@ -21,7 +21,8 @@ PYFUNC_FILE = Path(__file__).with_name("sentiment_pyfunc.py")
 PACKAGE = Path(__file__).resolve().parents[1]  # src/rnnpipe, shipped with the model
 
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("string", "text")]),
+    # one unnamed string column: a list of reviews, {"inputs": [...]} or a DataFrame column
+    inputs=Schema([ColSpec("string")]),
     outputs=Schema([ColSpec("double", "probability"), ColSpec("long", "label")]),
 )
 INPUT_EXAMPLE = pd.DataFrame({"text": ["What a wonderful film, I loved every minute.",

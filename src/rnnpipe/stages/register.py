@@ -51,6 +51,7 @@ def register(params: Params, project: str, run_id_file: Path, metrics_file: Path
          needs_params=False)
 def predict(texts: list[str], model_uri: str) -> None:
     import mlflow
+    import pandas as pd
     from mlflow.exceptions import MlflowException
 
     from rnnpipe import tracking
@@ -58,7 +59,8 @@ def predict(texts: list[str], model_uri: str) -> None:
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or tracking.DEFAULT_TRACKING_URI)
     try:
         model = mlflow.pyfunc.load_model(model_uri)
-        answers = model.predict(list(texts))
+        # one column "text", as the server builds from {"inputs": [...]}
+        answers = model.predict(pd.DataFrame({"text": list(texts)}))
     except MlflowException as e:
         raise PipelineError(e.message) from None
     # the server's JSON: {"predictions": [...]}; one line per review here
