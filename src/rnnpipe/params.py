@@ -135,7 +135,7 @@ class ImdbParams(Section):
     vocab: ImdbVocabParams = ImdbVocabParams()
     encode: ImdbEncodeParams = ImdbEncodeParams()
     check_encoded: ImdbCheckEncodedParams = ImdbCheckEncodedParams()
-    tune: TuneParams = TuneParams(train_fraction=0.1, valid_fraction=0.2, seq_length=200,
+    tune: TuneParams = TuneParams(max_trials=6, valid_fraction=0.2, seq_length=200,
                                   units=[16, 32, 64], learning_rates=[2e-3])
     train: ImdbTrainParams = ImdbTrainParams()
     evaluate: ImdbEvaluateParams = ImdbEvaluateParams()
@@ -221,7 +221,7 @@ class CharlmParams(Section):
     check_raw: CharlmCheckRawParams = CharlmCheckRawParams()
     encode: CharlmEncodeParams = CharlmEncodeParams()
     check_encoded: CharlmCheckEncodedParams = CharlmCheckEncodedParams()
-    tune: TuneParams = TuneParams(train_fraction=0.1, valid_fraction=0.2,
+    tune: TuneParams = TuneParams(max_trials=6, valid_fraction=0.2,
                                   units=[128, 256, 512], learning_rates=[2e-3])
     train: CharlmTrainParams = CharlmTrainParams()
     evaluate: CharlmEvaluateParams = CharlmEvaluateParams()
