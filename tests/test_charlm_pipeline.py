@@ -17,9 +17,9 @@ def test_dvc_repro_charlm_evaluate_and_pyfunc(pipeline_repo):
     assert samples.count("## temperature") == 3 and "The island" in samples
     assert (repo / "reports/charlm/curves.csv").read_text().startswith("epoch,")
 
-    # the CLI writes text from the saved model; same seed, same text
+    # the CLI writes text from the saved .keras model; same seed, same text
     cmd = [str(BIN / "rnnpipe"), "charlm", "generate", "--prompt", "The island", "--length",
-           "40", "--temperature", "0.8", "--seed", "3"]
+           "40", "--temperature", "0.8", "--seed", "3", "--model", "models/charlm/model.keras"]
     first = run(cmd, repo, env).stdout
     assert first.startswith("The island") and len(first.rstrip("\n")) == len("The island") + 40
     assert run(cmd, repo, env).stdout == first

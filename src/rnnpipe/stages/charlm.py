@@ -222,9 +222,10 @@ def _load_model(path: Path):
          arg("--seed", type=int, default=0, help="same seed, same text (default: %(default)s)"),
          arg("--top-k", dest="top_k", type=int, default=None,
              help="sample among the k most likely characters only"),
-         arg("--model", default="models/charlm/model.keras",
-             help="a .keras file (vocab.json beside it) or an MLflow URI such as "
-                  "models:/mysterious-island-charlm@champion (default: %(default)s)"),
+         arg("--model-uri", "--model", dest="model",
+             default="models:/mysterious-island-charlm@champion",
+             help="an MLflow model URI, or a .keras file with vocab.json beside it such as "
+                  "models/charlm/model.keras (default: %(default)s)"),
          help="write text from a prompt, one recurrent step per new character",
          needs_params=False)
 def generate_text(prompt: str, length: int, temperature: float, seed: int,
@@ -241,7 +242,10 @@ def generate_text(prompt: str, length: int, temperature: float, seed: int,
         row = {"prompt": prompt, "length": length, "temperature": temperature, "seed": seed}
         if top_k:
             row["top_k"] = top_k
-        out = mlflow.pyfunc.load_model(model).predict(pd.DataFrame([row]))
+        try:
+            out = mlflow.pyfunc.load_model(model).predict(pd.DataFrame([row]))
+        except mlflow.exceptions.MlflowException as e:
+            raise PipelineError(e.message) from None
         print(out["text"].iloc[0])
         return
     from rnnpipe.models.generate import Generator
