@@ -6,12 +6,15 @@ import argparse
 import importlib
 import inspect
 import logging
+import os
 import sys
 
 from rnnpipe.errors import PipelineError
 from rnnpipe.stages import COMMANDS, PROJECTS, STAGE_MODULES
 
 log = logging.getLogger("rnnpipe")
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the stage's own log
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _load_stage_modules() -> None:

@@ -13,7 +13,6 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from rnnpipe.errors import PipelineError
 
@@ -100,6 +99,7 @@ def read_reviews(archive: Path, include_unsup: bool = False) -> pd.DataFrame:
 
 def split_valid(df: pd.DataFrame, valid_fraction: float, seed: int) -> pd.DataFrame:
     """Move a stratified, seeded `valid_fraction` of train into a "valid" split."""
+    from sklearn.model_selection import train_test_split  # slow to import: only here
     train = df.index[df["split"] == "train"]
     _, valid = train_test_split(train, test_size=valid_fraction, random_state=seed,
                                 stratify=df.loc[train, "label"])

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnpipe import tuning
 from rnnpipe.params import Params
 from rnnpipe.stages import arg, command
 from rnnpipe.text.vocab import Vocabulary
@@ -40,6 +39,7 @@ def crop(split: dict, seq_length: int | None) -> dict:
 
 @command("imdb", "tune", *ARGS, help=HELP)
 def tune_imdb(params: Params, processed: Path, vocab: Path, out: Path) -> None:
+    from rnnpipe import tuning  # imports Keras Tuner and TensorFlow: only when tuning
     from rnnpipe.models.sentiment import build_sentiment_model
     from rnnpipe.stages.imdb import dataset, read_split
     from rnnpipe.training import set_seed
@@ -67,6 +67,7 @@ def tune_imdb(params: Params, processed: Path, vocab: Path, out: Path) -> None:
 
 @command("charlm", "tune", *ARGS, help=HELP)
 def tune_charlm(params: Params, processed: Path, vocab: Path, out: Path) -> None:
+    from rnnpipe import tuning
     from rnnpipe.models import charlm
     from rnnpipe.stages.charlm import _load_ids
     from rnnpipe.training import set_seed
@@ -105,7 +106,8 @@ def tune_charlm(params: Params, processed: Path, vocab: Path, out: Path) -> None
     _run(task, t, seed, out)
 
 
-def _run(task: tuning.Task, tune, seed: int, out: Path) -> None:
+def _run(task: tuning.Task, tune, seed: int, out: Path) -> None:  # noqa: F821 (lazy import)
+    from rnnpipe import tuning
     start = time.perf_counter()
     result = tuning.run_search(task, tune, seed, tuner_root=TUNER_ROOT)
     if result is None:
