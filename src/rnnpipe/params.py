@@ -68,14 +68,14 @@ class ImdbCheckEncodedParams(Section):
 
 class SentimentModelParams(Section):
     cell: CellType = "GRU"
-    units: int = Field(default=32, ge=1)
+    units: int = Field(default=64, ge=1)
     layers: int = Field(default=1, ge=1)
     bidirectional: bool = True
-    embedding_dim: int = Field(default=64, ge=1)
-    dropout: float = Field(default=0.2, ge=0, lt=1)
+    embedding_dim: int = Field(default=128, ge=1)
+    dropout: float = Field(default=0.5, ge=0, lt=1)
     # "last": the final state; "max"/"mean": pooled over the real (unpadded) steps
     pooling: Literal["last", "max", "mean"] = "max"
-    learning_rate: float = Field(default=2e-3, gt=0)
+    learning_rate: float = Field(default=1.5e-3, gt=0)
     clipnorm: float | None = Field(default=1.0, gt=0)
 
 
@@ -84,8 +84,8 @@ class ImdbTrainParams(Section):
     # use models/imdb/best_hparams.json from the tune stage instead of `model`
     use_tuned: bool = False
     batch_size: int = Field(default=64, ge=1)
-    epochs: int = Field(default=4, ge=1)
-    patience: int = Field(default=0, ge=0)
+    epochs: int = Field(default=5, ge=1)
+    patience: int = Field(default=1, ge=0)
 
 
 class TuneParams(Section):
@@ -205,7 +205,7 @@ class CharlmTrainParams(Section):
     # tbptt: gradients flow back seq_length steps; the state carries further
     seq_length: int = Field(default=50, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    epochs: int = Field(default=8, ge=1)
+    epochs: int = Field(default=6, ge=1)
     patience: int = Field(default=1, ge=0)
 
 
