@@ -103,3 +103,19 @@ def test_cli_stops_on_bad_param_before_writing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "charlm.ingest.start_marker" in err and "valid string" in err
     assert not out.exists()
+
+
+def test_tuned_hparams_are_checked_by_the_schema(tmp_path):
+    from rnnpipe.params import CharlmModelParams, model_hparams
+
+    path = tmp_path / "best_hparams.json"
+    path.write_text('{"hparams": {"cell": "GRU", "units": 256}}')
+    given = CharlmModelParams()
+    assert model_hparams(given, False, path, "charlm.train.use_tuned") == given.model_dump()
+    hp = model_hparams(given, True, path, "charlm.train.use_tuned")
+    assert (hp["cell"], hp["units"], hp["embedding_dim"]) == ("GRU", 256, given.embedding_dim)
+    path.write_text('{"hparams": {"cell": "Transformer"}}')
+    with pytest.raises(PipelineError, match="cannot use tuned hyperparameters"):
+        model_hparams(given, True, path, "charlm.train.use_tuned")
+    with pytest.raises(PipelineError, match="charlm.train.use_tuned is true"):
+        model_hparams(given, True, None, "charlm.train.use_tuned")

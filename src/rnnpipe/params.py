@@ -7,6 +7,7 @@ Defaults here match the committed params.yaml (the 2-core CPU profile).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -259,3 +260,20 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return Params.model_validate(raw or {})
     except ValidationError as e:
         raise PipelineError(_format_error(e, path)) from None
+
+
+def model_hparams(model: Section, use_tuned: bool, best_hparams: str | Path | None,
+                  key: str) -> dict:
+    """A model's hyperparameters: `model` as params.yaml gives it, or, when `use_tuned`, with the
+    tune stage's best_hparams.json laid over it and checked by the same schema. `key` names the
+    use_tuned param in errors."""
+    hp = model.model_dump()
+    if not use_tuned:
+        return hp
+    if best_hparams is None:
+        raise PipelineError(f"{key} is true: give the best_hparams.json path")
+    try:
+        tuned = json.loads(Path(best_hparams).read_text())["hparams"]
+        return type(model)(**(hp | tuned)).model_dump()
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PipelineError(f"cannot use tuned hyperparameters {best_hparams}: {e}") from None

@@ -15,7 +15,7 @@ import numpy as np
 
 from rnnpipe.atomic import atomic_path, write_json, write_text
 from rnnpipe.errors import PipelineError
-from rnnpipe.params import CharlmModelParams, Params
+from rnnpipe.params import Params, model_hparams
 from rnnpipe.stages import arg, command
 from rnnpipe.text import chars
 from rnnpipe.text.vocab import Vocabulary, char_vocabulary
@@ -70,20 +70,6 @@ def _load_ids(path: Path) -> np.ndarray:
         raise PipelineError(f"cannot read encoded text {path}: {e}") from None
 
 
-def _hparams(params: Params, best_hparams: Path | None) -> dict:
-    p = params.charlm.train
-    hp = p.model.model_dump()
-    if p.use_tuned:
-        if best_hparams is None or not best_hparams.exists():
-            raise PipelineError(f"charlm.train.use_tuned is true but {best_hparams} is missing")
-        tuned = json.loads(best_hparams.read_text())["hparams"]
-        try:
-            hp = CharlmModelParams(**(hp | tuned)).model_dump()
-        except ValueError as e:
-            raise PipelineError(f"{best_hparams}: bad hyperparameters: {e}") from None
-    return hp
-
-
 def _bits(logs: dict) -> dict:
     return {f"{k[:-4]}bits_per_char": v / math.log(2) for k, v in logs.items()
             if k.endswith("loss")}
@@ -105,7 +91,7 @@ def train(params: Params, processed: Path, vocab: Path, out: Path,
     from rnnpipe.models import charlm
 
     p = params.charlm.train
-    hp = _hparams(params, best_hparams)
+    hp = model_hparams(p.model, p.use_tuned, best_hparams, "charlm.train.use_tuned")
     v = Vocabulary.load(vocab)
     train_ids, valid_ids = _load_ids(processed / "train.npz"), _load_ids(processed / "valid.npz")
     training.set_seed(params.seed)

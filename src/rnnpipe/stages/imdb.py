@@ -13,7 +13,8 @@ import pandas as pd
 
 from rnnpipe.atomic import atomic_path, write_json
 from rnnpipe.errors import PipelineError
-from rnnpipe.params import Params, SentimentModelParams
+from rnnpipe.params import Params
+from rnnpipe.params import model_hparams as tuned_or_given
 from rnnpipe.stages import arg, command
 from rnnpipe.text import words
 from rnnpipe.text.vocab import Vocabulary
@@ -112,16 +113,8 @@ def dataset(split: dict, batch_size: int, max_len: int, seed: int | None = None)
 
 def model_hparams(params: Params, best_hparams: Path | None) -> dict:
     """The model's hyperparameters: params imdb.train.model, or the tune stage's best."""
-    hp = params.imdb.train.model.model_dump()
-    if params.imdb.train.use_tuned:
-        if best_hparams is None:
-            raise PipelineError("imdb.train.use_tuned is true: give the best_hparams.json path")
-        try:
-            tuned = json.loads(Path(best_hparams).read_text())["hparams"]
-            hp = SentimentModelParams(**{**hp, **tuned}).model_dump()
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise PipelineError(f"cannot use tuned hyperparameters {best_hparams}: {e}") from None
-    return hp
+    t = params.imdb.train
+    return tuned_or_given(t.model, t.use_tuned, best_hparams, "imdb.train.use_tuned")
 
 
 @command("imdb", "train",
