@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PORT ?= 5001
 
-.PHONY: setup run test lint serve-imdb serve-charlm clean
+.PHONY: setup run test lint serve-imdb serve-charlm clean clean-tracking
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,21 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	ruff check src tests benchmarks
 
+# the champion of the model name in params.yaml (<project>.promote.model_name)
 serve-imdb: $(VENV)/.installed
-	mlflow models serve -m "models:/imdb-sentiment@champion" --env-manager local -h 127.0.0.1 -p $(PORT)
+	rnnpipe imdb serve --port $(PORT)
 
 serve-charlm: $(VENV)/.installed
-	mlflow models serve -m "models:/mysterious-island-charlm@champion" --env-manager local -h 127.0.0.1 -p $(PORT)
+	rnnpipe charlm serve --port $(PORT)
 
+# the pipeline's outputs in the workspace (the DVC cache keeps them: `dvc checkout` restores)
 clean:
-	rm -rf data/raw data/interim data/processed models reports .checkpoints .tuner
+	@echo "removing data/raw data/interim data/processed models .checkpoints .tuner"
+	@echo "and the untracked report folders reports/quality/gx reports/quality/docs"
+	rm -rf data/raw data/interim data/processed models .checkpoints .tuner \
+		reports/quality/gx reports/quality/docs
+
+# also every MLflow run, model and registry entry: start from nothing
+clean-tracking: clean
+	@echo "removing the MLflow store mlflow.db and its artifacts mlartifacts/ mlruns/"
+	rm -rf mlflow.db mlartifacts mlruns

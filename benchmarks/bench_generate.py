@@ -4,7 +4,7 @@
    model (the sampler of Raschka & Mirjalili, ch. 16), calling the model eagerly;
 2. textbook, compiled: the same, with the model call wrapped in tf.function;
 3. rnnpipe: the prompt read once, then one recurrent step per character with carried state
-   (rnnpipe.models.generate.Generator).
+   (rnnpipe.charlm.sampler.Generator).
 
 Random weights: speed does not depend on training. Run (TensorFlow backend):
     python benchmarks/bench_generate.py [--units 512] [--eager 40] [--compiled 300] [--ours 3000]
@@ -20,10 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from rnnpipe.models.charlm import build_char_lm  # noqa: E402
-from rnnpipe.models.generate import Generator  # noqa: E402
-from rnnpipe.text import chars  # noqa: E402
-from rnnpipe.text.vocab import char_vocabulary  # noqa: E402
+from rnnpipe.charlm import chars  # noqa: E402
+from rnnpipe.charlm.model import build_char_lm  # noqa: E402
+from rnnpipe.charlm.sampler import Generator  # noqa: E402
+from rnnpipe.core.vocab import char_vocabulary  # noqa: E402
 
 ALPHABET = "".join(chr(c) for c in range(32, 111))  # 79 characters, as in the novel
 

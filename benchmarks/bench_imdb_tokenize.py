@@ -1,6 +1,6 @@
 """Tokenize + encode of the 50,000 labelled IMDb reviews: ours vs the textbook's way.
 
-Ours (rnnpipe.text.words): Arrow compute kernels over the whole column (two threads), Arrow
+Ours (rnnpipe.imdb.words): Arrow compute kernels over the whole column (two threads), Arrow
 hash counting and lookup, NumPy padding. It does what the vocab and encode stages do: the
 vocabulary from the train split, then every labelled review to padded ids.
 The textbook's way: a Python tokenizer called per review, a Counter, a dict lookup per token
@@ -21,8 +21,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from rnnpipe.text import words
-from rnnpipe.text.vocab import word_vocabulary
+from rnnpipe.core.vocab import word_vocabulary
+from rnnpipe.imdb import words
 
 MAX_TOKENS, MIN_COUNT, MAX_LEN = 20_000, 2, 400
 

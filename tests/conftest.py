@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,55 @@ def pipeline_repo(tmp_path: Path, tiny_mirror: Path):
     subprocess.run([str(BIN / "dvc"), "config", "core.analytics", "false"], cwd=repo,
                    check=True, env=env)
     return repo, env
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    repo: Path
+    env: dict
+    log: str  # what `dvc repro` printed
+    trace: Path  # params each stage read (RNNPIPE_PARAMS_TRACE)
+
+    def params_read(self) -> dict[str, set[str]]:
+        """stage ("imdb train") -> the params keys it read."""
+        out: dict[str, set[str]] = {}
+        for line in self.trace.read_text().splitlines():
+            row = json.loads(line)
+            out.setdefault(row["stage"], set()).update(row["keys"])
+        return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Pipeline:
+    """The whole pipeline of both projects, through register, run once per test run by
+    `dvc repro` on tiny data. Read it; to change anything, work on `copy_pipeline(...)`."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    mirror = tmp / "mirror"
+    tinydata.write_imdb_archive(mirror / "aclImdb_v1.tar.gz")
+    tinydata.write_gutenberg(mirror / "mysterious_island_1268-0.txt")
+    repo = tmp / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    shutil.copy(TINY_PARAMS, repo / "params.yaml")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    env = pipeline_env(mirror)
+    trace = tmp / "params_trace.jsonl"
+    env["RNNPIPE_PARAMS_TRACE"] = str(trace)
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "config", "user.email", "tests@localhost"], repo, env)
+    run(["git", "config", "user.name", "tests"], repo, env)
+    run([str(BIN / "dvc"), "init", "-q"], repo, env)
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], repo, env)
+    proc = run([str(BIN / "dvc"), "repro"], repo, env)
+    env = {k: v for k, v in env.items() if k != "RNNPIPE_PARAMS_TRACE"}
+    return Pipeline(repo, env, proc.stdout + proc.stderr, trace)
+
+
+def copy_pipeline(pipeline: Pipeline, dest: Path) -> tuple[Path, dict]:
+    """A copy of the pipeline's repo (workspace, DVC cache, git, MLflow store) to change."""
+    shutil.copytree(pipeline.repo, dest, symlinks=True)
+    return dest, dict(pipeline.env)
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True,

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from rnnpipe.atomic import atomic_path, write_bytes, write_json, write_text
+from rnnpipe.core.atomic import atomic_path, write_bytes, write_json, write_text
 
 
 def test_writes_and_creates_parent(tmp_path):

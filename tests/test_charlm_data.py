@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from rnnpipe.errors import PipelineError
-from rnnpipe.models.charlm import stream_batches, window_batches
-from rnnpipe.text import chars
-from rnnpipe.text.vocab import Vocabulary, char_vocabulary
+from rnnpipe.charlm import chars
+from rnnpipe.charlm.model import stream_batches, window_batches
+from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.vocab import Vocabulary, char_vocabulary
 
 
 def test_vocabulary_from_training_part_only_and_unknown_characters():

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from rnnpipe.models.charlm import build_char_lm, reset_states
+from rnnpipe.charlm.model import build_char_lm, reset_states
 
 
 def hp(cell, layers=2, dropout=0.1):

@@ -1,10 +1,14 @@
 """`rnnpipe <project> <command>`: the one entry point."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from rnnpipe import cli
-from rnnpipe.stages import COMMANDS, PROJECTS
-from tests.conftest import BIN, run
+from rnnpipe.core.commands import COMMANDS, MODULES, PROJECTS
+from tests.conftest import BIN, ROOT, run
 
 
 def test_help_lists_projects_and_their_commands(capsys):
@@ -13,17 +17,20 @@ def test_help_lists_projects_and_their_commands(capsys):
     assert e.value.code == 0
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
     for project in PROJECTS:
-        assert {"download", "ingest"} <= set(COMMANDS[project])
-        assert f"{project} commands: {', '.join(COMMANDS[project])}" in out
+        assert {"download", "ingest"} <= set(MODULES[project])
+        assert f"{project} commands: {', '.join(MODULES[project])}" in out
+        # help imports every module: each command of MODULES is registered by its module
+        assert set(COMMANDS[project]) == set(MODULES[project])
 
 
 @pytest.mark.parametrize("project", PROJECTS)
-def test_project_help_lists_download_and_ingest(capsys, project):
+def test_project_help_lists_its_commands(capsys, project):
     with pytest.raises(SystemExit) as e:
         cli.main([project, "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "download" in out and "ingest" in out
+    for name in MODULES[project]:
+        assert name in out
 
 
 def test_installed_entry_point_help():
@@ -32,8 +39,49 @@ def test_installed_entry_point_help():
     assert "download" in proc.stdout and "ingest" in proc.stdout
 
 
+IMPORTED = """
+import json, sys
+from rnnpipe import cli
+from rnnpipe.core.commands import COMMANDS
+cli.build_parser(sys.argv[1:])
+print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith("rnnpipe")),
+                  "commands": {p: sorted(c) for p, c in COMMANDS.items()},
+                  "heavy": sorted(m for m in ("tensorflow", "keras", "mlflow",
+                                              "great_expectations") if m in sys.modules)}))
+"""
+
+
+def imported_by(*argv: str) -> dict:
+    """What a fresh interpreter has imported after building the parser for `argv`."""
+    proc = subprocess.run([sys.executable, "-c", IMPORTED, *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_a_command_imports_its_own_module_alone():
+    got = imported_by("imdb", "ingest", "archive.tar.gz", "out.parquet")
+    package = {m for m in got["modules"] if m.startswith(("rnnpipe.imdb.", "rnnpipe.charlm."))}
+    assert package == {"rnnpipe.imdb.ingest"}
+    assert got["commands"] == {"imdb": ["ingest"], "charlm": []}
+    assert got["heavy"] == []  # no TensorFlow, MLflow or GX to read an archive
+
+    got = imported_by("charlm", "download", "out.txt", "record.json")
+    assert "rnnpipe.core.fetch" in got["modules"]
+    assert not any(m.startswith(("rnnpipe.imdb.", "rnnpipe.charlm.")) for m in got["modules"])
+    # download is one function registered for every project
+    assert got["commands"] == {p: ["download"] for p in PROJECTS}
+
+
+def test_an_unknown_command_imports_every_module():
+    cli.build_parser(["imdb", "nosuchcommand"])  # in-process: the imports are paid once
+    modules = {m for project in MODULES.values() for m in project.values()}
+    assert modules <= set(sys.modules)
+    assert {p: set(c) for p, c in COMMANDS.items()} == {p: set(MODULES[p]) for p in PROJECTS}
+
+
 @pytest.mark.parametrize("argv", [[], ["imdb"], ["nosuchproject", "ingest"],
-                                  ["imdb", "nosuchcommand"], ["imdb", "ingest"]])
+                                  ["imdb", "nosuchcommand"], ["imdb", "ingest"],
+                                  ["charlm", "check_raw", "corpus.txt", "report.json"]])
 def test_bad_usage_exits_non_zero(capsys, argv):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)

@@ -8,11 +8,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rnnpipe import cli
-from rnnpipe.data import download as dl
-from rnnpipe.errors import PipelineError
-from rnnpipe.params import DownloadParams
+from rnnpipe.core import fetch as dl
+from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.params import DownloadParams
+from tests.conftest import ROOT
 from tests.test_params import write_params
 
 FILE = "data.bin"
@@ -122,10 +124,18 @@ def test_env_var_overrides_mirror_param(tmp_path, mirror, monkeypatch):
     assert info["source"] == str(other / FILE)
 
 
-def test_default_mirror_is_shared_data(monkeypatch):
-    assert dl.mirror_folder(params("http://x", None)) == Path("../shared/data")
+def test_default_mirror_is_shared_data_beside_the_project(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path.resolve()
+    assert dl.mirror_folder(params("http://x", None)) == root / "../shared/data"
+    # a relative mirror is taken from the project's root, also when DVC runs the stage in an
+    # experiment's copy of the project (DVC_ROOT: the project's own root)
+    assert dl.mirror_folder(params("http://x", Path("mine"))) == root / "mine"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "project"))
+    assert dl.mirror_folder(params("http://x", None)) == root / "project" / "../shared/data"
     monkeypatch.setenv(dl.MIRROR_ENV, "/somewhere")
-    assert dl.mirror_folder(params("http://x", None)) == Path("/somewhere")
+    assert dl.mirror_folder(params("http://x", Path("mine"))) == Path("/somewhere")
 
 
 def test_checksum_mismatch_on_mirror_falls_back_to_url(tmp_path, mirror, server):
@@ -192,3 +202,24 @@ def test_cli_download_from_mirror(tmp_path, tiny_mirror):
     assert out.read_bytes() == src.read_bytes()
     info = json.loads(record.read_text())
     assert info["source"] == str(src) and info["sha256"] == sha(src.read_bytes())
+
+
+def test_cli_download_checksums_of_the_default_profile(tmp_path, tiny_mirror, capsys):
+    """params.yaml pins the IMDb archive but not the Gutenberg file (Gutenberg rewrites its
+    licence text; charlm ingest checks the novel instead): any copy of the novel downloads."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for project in ("imdb", "charlm"):
+        raw[project]["download"].update(mirror=str(tiny_mirror),
+                                         url="http://127.0.0.1:9/nothing", timeout_s=2)
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    out, record = tmp_path / "raw" / "novel.txt", tmp_path / "raw" / "download.json"
+    assert cli.main(["--params", str(p), "charlm", "download", str(out), str(record)]) == 0
+    assert json.loads(record.read_text())["source"] == str(tiny_mirror / raw["charlm"][
+        "download"]["filename"])
+
+    out, record = tmp_path / "raw" / "a.tar.gz", tmp_path / "raw" / "imdb.json"
+    assert cli.main(["--params", str(p), "imdb", "download", str(out), str(record)]) == 1
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and raw["imdb"]["download"]["sha256"][0] in err
+    assert not out.exists() and not record.exists()

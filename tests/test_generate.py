@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from rnnpipe.models.charlm import build_char_lm
-from rnnpipe.models.generate import Generator, probabilities, stream_loss
-from rnnpipe.text import chars
-from rnnpipe.text.vocab import char_vocabulary
+from rnnpipe.charlm import chars
+from rnnpipe.charlm.model import build_char_lm
+from rnnpipe.charlm.sampler import Generator, probabilities, stream_loss
+from rnnpipe.core.vocab import char_vocabulary
 
 VOCAB = char_vocabulary("The island of Lincoln.\n")
 

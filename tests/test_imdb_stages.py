@@ -1,11 +1,18 @@
+"""The IMDb stages that need no model: vocab, encode, hparams; the input pipeline; and the
+metrics of evaluate (the decision threshold chosen on validation)."""
+
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from rnnpipe.errors import PipelineError
-from rnnpipe.params import load_params
-from rnnpipe.stages import imdb
-from rnnpipe.text.vocab import Vocabulary
+from rnnpipe import cli
+from rnnpipe.core import hparams
+from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.params import load_params
+from rnnpipe.core.vocab import Vocabulary
+from rnnpipe.imdb import metrics, prepare
 from tests.conftest import TINY_PARAMS
 
 ROWS = [
@@ -33,15 +40,15 @@ def params():
 
 
 def test_vocab_comes_from_the_train_split_only(params, reviews, tmp_path):
-    imdb.vocab(params, reviews, tmp_path / "vocab.json")
+    prepare.vocab(params, reviews, tmp_path / "vocab.json")
     v = Vocabulary.load(tmp_path / "vocab.json")
     assert v.tokens[:4] == ("<pad>", "<oov>", "film", "great")  # 2 each: alphabetical
     assert set(v.tokens) == {"<pad>", "<oov>", "great", "film", ",", "cast", "awful"}
 
 
 def test_encode_writes_the_contract(params, reviews, tmp_path):
-    imdb.vocab(params, reviews, tmp_path / "vocab.json")
-    imdb.encode(params, reviews, tmp_path / "vocab.json", tmp_path / "enc")
+    prepare.vocab(params, reviews, tmp_path / "vocab.json")
+    prepare.encode(params, reviews, tmp_path / "vocab.json", tmp_path / "enc")
     v = Vocabulary.load(tmp_path / "vocab.json")
     max_len = params.imdb.encode.max_len
     for split, n in (("train", 2), ("valid", 1), ("test", 2)):
@@ -58,25 +65,50 @@ def test_encode_writes_the_contract(params, reviews, tmp_path):
 def test_missing_column_is_a_clear_error(params, tmp_path):
     pd.DataFrame({"split": ["train"], "text": ["x"]}).to_parquet(tmp_path / "r.parquet")
     with pytest.raises(PipelineError, match="label"):
-        imdb.vocab(params, tmp_path / "r.parquet", tmp_path / "v.json")
+        prepare.vocab(params, tmp_path / "r.parquet", tmp_path / "v.json")
     assert not (tmp_path / "v.json").exists()
 
 
 def test_missing_encoded_split_is_a_clear_error(tmp_path):
+    from rnnpipe.imdb.inputs import read_split
+
     with pytest.raises(PipelineError, match="train.npz"):
-        imdb.read_split(tmp_path, "train")
+        read_split(tmp_path, "train")
 
 
-def test_use_tuned_reads_best_hparams(params, tmp_path):
-    path = tmp_path / "best_hparams.json"
-    path.write_text('{"hparams": {"cell": "LSTM", "units": 5}, "score": 0.3}')
-    tuned = params.model_copy(update={"imdb": params.imdb.model_copy(update={
-        "train": params.imdb.train.model_copy(update={"use_tuned": True})})})
-    hp = imdb.model_hparams(tuned, path)
-    assert (hp["cell"], hp["units"]) == ("LSTM", 5)
-    assert imdb.model_hparams(params, path)["cell"] == params.imdb.train.model.cell
-    with pytest.raises(PipelineError, match="best_hparams"):
-        imdb.model_hparams(tuned, None)
+def with_use_tuned(params, use_tuned: bool):
+    return params.model_copy(update={"imdb": params.imdb.model_copy(update={
+        "train": params.imdb.train.model_copy(update={"use_tuned": use_tuned})})})
+
+
+def test_hparams_stage_resolves_params_or_tuned(params, tmp_path):
+    best = tmp_path / "best_hparams.json"
+    best.write_text('{"cell": "LSTM", "units": 5}')  # what tune writes: hparams only
+    out = tmp_path / "models" / "imdb" / "hparams.json"
+    given = params.imdb.train.model.model_dump()
+
+    hparams.hparams(with_use_tuned(params, False), best, out, project="imdb")
+    assert json.loads(out.read_text()) == given
+
+    hparams.hparams(with_use_tuned(params, True), best, out, project="imdb")
+    assert json.loads(out.read_text()) == {**given, "cell": "LSTM", "units": 5}
+    assert hparams.read(out) == {**given, "cell": "LSTM", "units": 5}
+
+    with pytest.raises(PipelineError, match="imdb.train.use_tuned is true"):
+        hparams.hparams(with_use_tuned(params, True), None, out, project="imdb")
+    with pytest.raises(PipelineError, match="cannot read hyperparameters"):
+        hparams.read(tmp_path / "missing.json")
+
+
+def test_cli_hparams_for_each_project(tmp_path):
+    best = tmp_path / "best_hparams.json"
+    best.write_text('{"units": 3}')
+    for project in ("imdb", "charlm"):
+        out = tmp_path / project / "hparams.json"
+        assert cli.main(["--params", str(TINY_PARAMS), project, "hparams", str(best),
+                         str(out)]) == 0
+        model = getattr(load_params(TINY_PARAMS), project).train.model
+        assert json.loads(out.read_text()) == model.model_dump()  # use_tuned: false
 
 
 def _split(n, max_len, seed):
@@ -90,16 +122,23 @@ def _split(n, max_len, seed):
 
 
 def test_batches_are_bucketed_by_length():
+    from rnnpipe.imdb.inputs import dataset
+
     split = _split(200, 40, 0)
-    widths = [int(x.shape[1]) for x, _ in imdb.dataset(split, 16, 40, seed=1)]
-    assert sum(1 for _ in widths) >= 200 // 16
+    batches = list(dataset(split, 16, 40, seed=1))
+    widths = [int(x.shape[1]) for x, _ in batches]
+    assert len(widths) >= 200 // 16
     assert min(widths) < 40  # short reviews are not padded to the longest one
+    # every review once an epoch
+    assert sum(int(y.shape[0]) for _, y in batches) == 200
+    assert sum(float(y.numpy().sum()) for _, y in batches) == split["labels"].sum()
 
 
 @pytest.mark.slow
 def test_same_seed_same_metrics(params, tmp_path):
-    from rnnpipe import training
-    from rnnpipe.models.sentiment import build_sentiment_model
+    from rnnpipe.core import training
+    from rnnpipe.imdb.inputs import dataset
+    from rnnpipe.imdb.model import build_sentiment_model
 
     hp = params.imdb.train.model.model_dump()
     tr, va = _split(64, 12, 0), _split(32, 12, 1)
@@ -107,7 +146,7 @@ def test_same_seed_same_metrics(params, tmp_path):
     def train_once(folder):
         training.set_seed(7)
         model = build_sentiment_model(hp, 30)
-        _, history = training.fit(model, imdb.dataset(tr, 8, 12, seed=7), imdb.dataset(va, 8, 12),
+        _, history = training.fit(model, dataset(tr, 8, 12, seed=7), dataset(va, 8, 12),
                                   epochs=2, patience=5, checkpoint_dir=folder, settings={},
                                   verbose=0)
         return history
@@ -115,3 +154,55 @@ def test_same_seed_same_metrics(params, tmp_path):
     first, second = train_once(tmp_path / "a"), train_once(tmp_path / "b")
     assert [h["loss"] for h in first] == [h["loss"] for h in second]
     assert [h["val_accuracy"] for h in first] == [h["val_accuracy"] for h in second]
+
+
+# ------------------------------------------------------------------ evaluate's metrics
+
+
+def brute_force_best_accuracy(labels, proba) -> float:
+    """The best accuracy of `proba >= t` over every threshold that splits the scores
+    differently (each distinct score, and one above them all)."""
+    thresholds = [*np.unique(proba), np.inf]
+    return max(float(np.mean((proba >= t) == labels)) for t in thresholds)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_best_threshold_maximises_accuracy(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    labels = rng.integers(0, 2, size=n)
+    # scores that lean towards the label, some of them tied (rounded)
+    proba = np.clip(rng.normal(0.35 + 0.3 * labels, 0.25), 0.001, 0.999)
+    if seed % 2:
+        proba = np.round(proba, 1).clip(0.05, 0.95)
+    t = metrics.best_threshold(labels, proba)
+    assert 0 < t < 1
+    accuracy = metrics.binary_metrics(labels, proba, t)["accuracy"]
+    assert accuracy == pytest.approx(brute_force_best_accuracy(labels, proba))
+    assert accuracy >= metrics.binary_metrics(labels, proba, 0.5)["accuracy"]
+    # between two scores, so a tiny shift of one does not flip it (0.5, the tie-breaker, is a
+    # candidate of its own even where a score is exactly 0.5)
+    assert t not in set(proba) or t == 0.5
+
+
+def test_best_threshold_examples():
+    labels = np.array([0, 0, 1, 1])
+    # separable with room: of the thresholds that are all right, the one nearest 0.5
+    assert metrics.best_threshold(labels, np.array([0.1, 0.2, 0.6, 0.9])) == 0.5
+    # separable only above 0.5: the midpoint of the gap
+    assert metrics.best_threshold(labels, np.array([0.7, 0.75, 0.8, 0.9])) == \
+        pytest.approx(0.775)
+    # every label the same: everything on that side
+    assert metrics.best_threshold(np.array([1, 1]), np.array([0.3, 0.4])) < 0.3
+    assert metrics.best_threshold(np.array([0, 0]), np.array([0.6, 0.7])) > 0.7
+
+
+def test_binary_metrics():
+    labels = np.array([0, 0, 1, 1, 1])
+    proba = np.array([0.2, 0.6, 0.4, 0.8, 0.9])
+    m = metrics.binary_metrics(labels, proba, 0.5)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["threshold"] == 0.5 and m["n"] == 5
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    assert metrics.binary_metrics(np.array([1, 1]), np.array([0.6, 0.7]), 0.5)["roc_auc"] is None

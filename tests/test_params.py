@@ -1,13 +1,19 @@
 """params.yaml goes through one schema: bad keys, types and values name the key."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rnnpipe import cli
-from rnnpipe.errors import PipelineError
-from rnnpipe.params import Params, load_params
+from rnnpipe.core import params as params_module
+from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.params import CharlmIngestParams, Params, load_params
+from tests import tinydata
 from tests.conftest import ROOT, TINY_PARAMS
 
 
@@ -30,7 +36,13 @@ def test_committed_params_are_valid(path):
 
 def test_defaults_profile_enforces_checksums():
     params = load_params(ROOT / "params.yaml")
-    assert params.imdb.download.sha256 and params.charlm.download.sha256
+    assert params.imdb.download.sha256
+    # Gutenberg rewrites the licence header and footer of its file: the download is not
+    # checked, the novel text cut out of it is (by ingest)
+    assert params.charlm.download.sha256 == []
+    assert params.charlm.ingest.text_sha256
+    assert params.charlm.ingest.text_sha256 == CharlmIngestParams().text_sha256
+    assert load_params(TINY_PARAMS).charlm.ingest.text_sha256 == []  # tinydata's made-up novel
 
 
 def _set(*keys, value):
@@ -59,6 +71,14 @@ def _set(*keys, value):
     (_set("charlm", "download", "timeout_s", value=0), "charlm.download.timeout_s",
      "greater than 0"),
     (_set("seed", value=[1, 2]), "seed", "valid integer"),
+    (_set("imdb", "ingest", "group_by_movie", value="perhaps"), "imdb.ingest.group_by_movie",
+     "valid boolean"),
+    (_set("imdb", "check_raw", "max_test_duplicates", value=-1),
+     "imdb.check_raw.max_test_duplicates", "greater than or equal to 0"),
+    (_set("imdb", "evaluate", "threshold", value=1.0), "imdb.evaluate.threshold",
+     "less than 1"),
+    (_set("imdb", "promote", "metric", value=""), "imdb.promote.metric",
+     "at least 1 character"),
 ])
 def test_bad_param_names_key_and_what_is_allowed(tmp_path, edit, key, allowed):
     path = write_params(tmp_path / "params.yaml", edit)
@@ -79,6 +99,14 @@ def test_cross_field_rule(tmp_path):
     edit = _set("charlm", "encode", "train_fraction", value=0.5)
     path = write_params(tmp_path / "params.yaml", edit)
     with pytest.raises(PipelineError, match=r"charlm\.encode.*sum to 1"):
+        load_params(path)
+
+
+def test_text_checksums_must_be_sha256_hex(tmp_path):
+    edit = _set("charlm", "ingest", "text_sha256", value=["6285069DCDD4"])
+    path = write_params(tmp_path / "params.yaml", edit)
+    with pytest.raises(PipelineError, match=r"charlm\.ingest: .*text_sha256 entries must be 64 "
+                                            r"lowercase hex digits, got \['6285069DCDD4'\]"):
         load_params(path)
 
 
@@ -106,16 +134,79 @@ def test_cli_stops_on_bad_param_before_writing(tmp_path, capsys):
 
 
 def test_tuned_hparams_are_checked_by_the_schema(tmp_path):
-    from rnnpipe.params import CharlmModelParams, model_hparams
+    from rnnpipe.core.hparams import resolve
+    from rnnpipe.core.params import CharlmModelParams
 
+    key = "charlm.train.use_tuned"
     path = tmp_path / "best_hparams.json"
-    path.write_text('{"hparams": {"cell": "GRU", "units": 256}}')
+    path.write_text('{"cell": "GRU", "units": 256}')  # the tune stage writes hparams only
     given = CharlmModelParams()
-    assert model_hparams(given, False, path, "charlm.train.use_tuned") == given.model_dump()
-    hp = model_hparams(given, True, path, "charlm.train.use_tuned")
+    assert resolve(given, False, path, key) == given.model_dump()
+    assert resolve(given, False, None, key) == given.model_dump()  # not read when not used
+    hp = resolve(given, True, path, key)
     assert (hp["cell"], hp["units"], hp["embedding_dim"]) == ("GRU", 256, given.embedding_dim)
-    path.write_text('{"hparams": {"cell": "Transformer"}}')
+    assert hp.keys() == given.model_dump().keys()
+    for bad in ('{"cell": "Transformer"}',  # not a cell
+                '{"hparams": {"cell": "GRU"}}',  # the old layout: an unknown key now
+                "not json"):
+        path.write_text(bad)
+        with pytest.raises(PipelineError, match="cannot use tuned hyperparameters"):
+            resolve(given, True, path, key)
     with pytest.raises(PipelineError, match="cannot use tuned hyperparameters"):
-        model_hparams(given, True, path, "charlm.train.use_tuned")
+        resolve(given, True, tmp_path / "missing.json", key)
     with pytest.raises(PipelineError, match="charlm.train.use_tuned is true"):
-        model_hparams(given, True, None, "charlm.train.use_tuned")
+        resolve(given, True, None, key)
+
+
+# ---------------------------------------------------------------- the params trace
+
+
+@pytest.fixture
+def fresh_read(monkeypatch) -> set[str]:
+    """An empty set of read keys for this test alone."""
+    read: set[str] = set()
+    monkeypatch.setattr(params_module, "_read", read)
+    return read
+
+
+def test_trace_records_the_leaf_keys_read(fresh_read, tmp_path):
+    params = load_params(TINY_PARAMS)
+    params.imdb.train.model.cell  # noqa: B018  (not traced yet)
+    assert fresh_read == set()
+    params_module._trace(params)
+    assert params.seed == 42
+    assert params.imdb.ingest.valid_fraction == 0.25
+    _ = params.imdb.ingest.valid_fraction, params.imdb.train  # twice; a section alone
+    params.charlm.promote.model_dump()  # a whole section: recorded as itself
+    assert fresh_read == {"seed", "imdb.ingest.valid_fraction", "charlm.promote"}
+
+    trace = tmp_path / "trace.jsonl"
+    params_module._write_trace(str(trace), "imdb ingest")
+    params_module._write_trace(str(trace), "imdb vocab")  # appended, one line per stage
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert rows == [{"stage": s, "keys": ["charlm.promote", "imdb.ingest.valid_fraction",
+                                          "seed"]} for s in ("imdb ingest", "imdb vocab")]
+
+
+def test_no_trace_without_the_env_variable_or_a_stage(fresh_read, monkeypatch):
+    monkeypatch.delenv(params_module.TRACE_ENV, raising=False)
+    load_params(TINY_PARAMS, stage="imdb ingest").seed  # noqa: B018
+    monkeypatch.setenv(params_module.TRACE_ENV, "unused.jsonl")
+    load_params(TINY_PARAMS).seed  # noqa: B018  (no stage: not traced)
+    assert fresh_read == set()
+
+
+def test_a_stage_appends_the_keys_it_read_at_exit(tmp_path):
+    """In a process of its own, through the CLI, as DVC runs it."""
+    trace = tmp_path / "trace.jsonl"
+    source = tinydata.write_gutenberg(tmp_path / "novel.txt")
+    env = {**os.environ, params_module.TRACE_ENV: str(trace)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-m", "rnnpipe", "--params", str(TINY_PARAMS),
+                        "charlm", "ingest", str(source), str(tmp_path / "corpus.txt")],
+                       env=env, check=True, capture_output=True, timeout=120)
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert len(rows) == 2 and rows[0] == rows[1]
+    assert rows[0] == {"stage": "charlm ingest", "keys": [
+        "charlm.ingest.end_markers", "charlm.ingest.header_markers", "charlm.ingest.start_marker",
+        "charlm.ingest.text_sha256"]}

@@ -1,21 +1,25 @@
 """Data quality gates: each suite passes on good tiny data and names the expectation that
 breaks on data broken the way it guards against."""
 
+import hashlib
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rnnpipe import cli
-from rnnpipe.data import imdb as ingest
-from rnnpipe.errors import PipelineError
-from rnnpipe.params import (
+from rnnpipe.charlm import checks as charlm
+from rnnpipe.core import gx as runner
+from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.params import (
     CharlmCheckEncodedParams,
     CharlmCheckRawParams,
     ImdbCheckEncodedParams,
     ImdbCheckRawParams,
 )
-from rnnpipe.quality import charlm, imdb, runner
+from rnnpipe.imdb import checks as imdb
+from rnnpipe.imdb import ingest
 from tests import tinydata
 from tests.conftest import TINY_PARAMS
 
@@ -25,14 +29,21 @@ FRACTIONS = {"train": 0.9, "valid": 0.05, "test": 0.05}
 VOCAB, MAX_LEN = 50, 20
 
 
+def balanced_archive(path):
+    """A tiny archive of 4 movies of 5 reviews per folder: a grouped valid split of 0.25
+    takes one positive and one negative movie, so every split is exactly balanced (with 2
+    reviews a movie, 10 single-label movies a label cannot be cut into 4 equal folds)."""
+    return tinydata.write_imdb_archive(path, reviews_per_movie=5)
+
+
 @pytest.fixture(scope="module")
 def reviews(tmp_path_factory):
-    archive = tinydata.write_imdb_archive(tmp_path_factory.mktemp("imdb") / "a.tar.gz")
+    archive = balanced_archive(tmp_path_factory.mktemp("imdb") / "a.tar.gz")
     return ingest.split_valid(ingest.read_reviews(archive), 0.25, seed=42)
 
 
-def check_reviews(df, tmp_path, data_docs=False):
-    table = runner.Table("reviews", imdb.raw_table(df), imdb.raw_suite(RAW, False),
+def check_reviews(df, tmp_path, data_docs=False, raw=RAW):
+    table = runner.Table("reviews", imdb.raw_table(df), imdb.raw_suite(raw, False),
                          ("split", "label", "id"))
     return runner.validate("imdb_raw", [table], tmp_path / "imdb_raw.json", data_docs=data_docs)
 
@@ -97,10 +108,11 @@ def test_blank_review(reviews, tmp_path):
 def test_unbalanced_split(reviews, tmp_path):
     df = reviews.copy()
     # move 2 positives from valid to train and 2 negatives back: sizes stay, balance goes
+    # (each pair as a movie of its own: no movie ends up in both)
     pos_valid = df.index[(df.split == "valid") & (df.label == 1)][:2]
     neg_train = df.index[(df.split == "train") & (df.label == 0)][:2]
-    df.loc[pos_valid, "split"] = "train"
-    df.loc[neg_train, "split"] = "valid"
+    df.loc[pos_valid, ["split", "movie"]] = ["train", "tt9000001"]
+    df.loc[neg_train, ["split", "movie"]] = ["valid", "tt9000002"]
     msg, report = failing(check_reviews, df, tmp_path)
     assert failed_descriptions(report) == {
         "train: share of positive reviews within 0.5 ± 0.02",
@@ -117,21 +129,53 @@ def test_duplicated_id_within_split_and_label(reviews, tmp_path):
     assert "expect_compound_columns_to_be_unique" in msg
 
 
-def test_ids_may_repeat_across_folders_as_in_the_real_data(reviews, tmp_path):
-    df = reviews.copy()
-    # real ids restart in every folder: test/neg and train/pos reuse the ids of test/pos
-    test_pos = df[(df.split == "test") & (df.label == 1)]["id"].to_numpy()
-    df.loc[(df.split == "test") & (df.label == 0), "id"] = test_pos
-    assert check_reviews(df, tmp_path)["success"]
+def test_ids_repeat_across_folders_as_in_the_real_data(reviews, tmp_path):
+    # ids restart in every folder of the archive (train/pos, train/neg, test/pos, test/neg)
+    assert (reviews["id"] == 0).sum() == 4
+    assert check_reviews(reviews, tmp_path)["success"]
 
 
-def test_valid_overlapping_train(reviews, tmp_path):
+def test_movie_in_both_train_and_valid(reviews, tmp_path):
     df = reviews.copy()
-    t = df.index[(df.split == "train") & (df.label == 1)][0]
+    train_movie = df.loc[(df.split == "train") & (df.label == 1), "movie"].iloc[0]
     v = df.index[(df.split == "valid") & (df.label == 1)][0]
-    df.loc[v, "id"] = df.loc[t, "id"]  # the same review in both
+    df.loc[v, "movie"] = train_movie  # a valid review of a movie train has reviews of
     msg, report = failing(check_reviews, df, tmp_path)
-    assert failed_descriptions(report) == {"valid is disjoint from train (no label+id in both)"}
+    assert failed_descriptions(report) == {"valid shares no movie with train"}
+    [row] = [e for e in report["expectations"] if not e["success"]]
+    assert row["column"] == "movie_in_train_and_valid"
+    assert row["unexpected"] == (df.movie == train_movie).sum() == 6  # 5 train + 1 valid
+    assert "6 of 40 rows break it" in msg
+
+
+def test_raw_table_flags_movies_in_train_and_valid_only():
+    df = pd.DataFrame({
+        "split": ["train", "train", "valid", "valid", "test", "train", "valid"],
+        "label": [1, 0, 1, 0, 1, 1, 1],
+        "movie": ["tt1", "tt2", "tt1", "tt3", "tt3", "", ""],
+        "text": ["a", "b", "c", "d", "b", "e", "f"]})
+    table = imdb.raw_table(df)
+    # tt1: in both; tt3: in valid and test, not train; "": unknown movie, never flagged
+    assert table["movie_in_train_and_valid"].tolist() == [True, False, True, False, False,
+                                                          False, False]
+    # the test review "b" repeats a training review's text
+    assert table.loc[table.split == "test", "text_in_train"].tolist() == [1]
+    assert imdb.raw_table(df.drop(columns="movie"))["movie_in_train_and_valid"].eq(False).all()
+
+
+def test_test_reviews_repeating_training_texts(reviews, tmp_path):
+    df = reviews.copy()
+    df["text"] = df["text"].astype(object)
+    test = df.index[df.split == "test"]
+    training = df.index[df.split.isin(["train", "valid"])]
+    raw = RAW.model_copy(update={"max_test_duplicates": 2})
+    df.loc[test[:2], "text"] = df.loc[[training[0], training[-1]], "text"].to_numpy()
+    assert check_reviews(df, tmp_path, raw=raw)["success"]  # 2: allowed
+    df.loc[test[2], "text"] = df.loc[training[5], "text"]
+    msg, report = failing(lambda df, path: check_reviews(df, path, raw=raw), df, tmp_path)
+    assert failed_descriptions(report) == {
+        "at most 2 test reviews repeat a training review's text"}
+    assert "observed 3; expected max_value=2" in msg
 
 
 def test_split_sizes(reviews, tmp_path):
@@ -142,7 +186,7 @@ def test_split_sizes(reviews, tmp_path):
 
 
 def test_imdb_raw_with_unlabelled_reviews(tmp_path):
-    archive = tinydata.write_imdb_archive(tmp_path / "a.tar.gz")
+    archive = balanced_archive(tmp_path / "a.tar.gz")
     df = ingest.split_valid(ingest.read_reviews(archive, include_unsup=True), 0.25, seed=42)
 
     def check(df, tmp_path):
@@ -165,7 +209,7 @@ def check_corpus(text, tmp_path):
 
 
 def corpus(**kwargs):
-    from rnnpipe.data import novel
+    from rnnpipe.charlm import ingest as novel
 
     text = tinydata.gutenberg_text(**kwargs).replace("\r\n", "\n")
     return novel.cut_novel(text, "THE MYSTERIOUS ISLAND", "End of the Project Gutenberg")
@@ -289,20 +333,59 @@ def test_char_id_out_of_vocabulary(tmp_path):
 # ------------------------------------------------------------------ the command line
 
 
-def test_cli_check_raw_exit_code_and_stderr(reviews, tmp_path, capsys):
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_check_raw_exit_code_stderr_and_stamp(reviews, tmp_path, capsys):
     good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
     reviews.to_parquet(good)
     broken = reviews.copy()
     broken.loc[broken.index[0], "rating"] = 9  # a negative review rated 9
     broken.to_parquet(bad)
     args = ["--params", str(TINY_PARAMS), "imdb", "check_raw"]
-    assert cli.main([*args, str(good), str(tmp_path / "q" / "imdb_raw.json")]) == 0
-    assert cli.main([*args, str(bad), str(tmp_path / "q" / "imdb_raw.json")]) == 1
+    report = tmp_path / "q" / "imdb_raw.json"
+    stamp = tmp_path / "interim" / "check_raw.json"
+    assert cli.main([*args, str(good), str(report), str(stamp)]) == 0
+    # the stamp names what passed, by content: the next stages depend on it
+    assert json.loads(stamp.read_text()) == {"check": "imdb_raw",
+                                             "passed": {"good.parquet": sha256(good)}}
+    stamp.unlink()
+    assert cli.main([*args, str(bad), str(report), str(stamp)]) == 1
     err = capsys.readouterr().err
     assert "rnnpipe imdb check_raw: error: data quality check imdb_raw failed" in err
     assert "negative reviews are rated 1..4" in err and "rating=9" in err
-    report = json.loads((tmp_path / "q" / "imdb_raw.json").read_text())
-    assert report["failed"] == 1
+    assert json.loads(report.read_text())["failed"] == 1
+    assert not stamp.exists()  # failed data passes nothing on
+
+
+def test_cli_check_encoded_writes_its_stamp(tmp_path):
+    from rnnpipe.core.vocab import Vocabulary
+
+    processed = tmp_path / "processed"
+    processed.mkdir()
+    Vocabulary("word", ("<pad>", "<oov>", *[f"w{i}" for i in range(VOCAB - 2)]), 0, 1).save(
+        processed / "vocab.json")
+    for split, arrays in imdb_parts().items():
+        np.savez(processed / f"{split}.npz", **arrays)
+    stamp = processed / "check_encoded.json"
+    rc = cli.main(["--params", str(TINY_PARAMS), "imdb", "check_encoded", str(processed),
+                   str(tmp_path / "q" / "imdb_encoded.json"), str(stamp)])
+    assert rc == 0
+    files = ["vocab.json", "train.npz", "valid.npz", "test.npz"]
+    assert json.loads(stamp.read_text()) == {
+        "check": "imdb_encoded", "passed": {f: sha256(processed / f) for f in files}}
+
+
+def test_stamp_changes_with_the_data_alone(tmp_path):
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"abc")
+    runner.write_stamp(tmp_path / "a.json", "c", [data])
+    runner.write_stamp(tmp_path / "b.json", "c", [data])  # no times: the same bytes
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    data.write_bytes(b"abd")
+    runner.write_stamp(tmp_path / "b.json", "c", [data])
+    assert (tmp_path / "a.json").read_bytes() != (tmp_path / "b.json").read_bytes()
 
 
 def test_report_and_docs_logged_to_the_active_mlflow_run(reviews, tmp_path, monkeypatch):
@@ -311,6 +394,7 @@ def test_report_and_docs_logged_to_the_active_mlflow_run(reviews, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
+        mlflow.set_experiment("rnnpipe-quality")  # not the one an earlier test left active
         with mlflow.start_run() as run:
             check_reviews(reviews, tmp_path, data_docs=True)
         client = mlflow.MlflowClient()

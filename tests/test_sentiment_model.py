@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from rnnpipe.models.sentiment import MaskedPooling, build_sentiment_model, predict_proba
-from rnnpipe.params import SentimentModelParams
+from rnnpipe.core.params import SentimentModelParams
+from rnnpipe.imdb.model import MaskedPooling, build_sentiment_model, predict_proba
 
 VOCAB = 50
 

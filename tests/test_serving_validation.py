@@ -1,9 +1,12 @@
+"""What a served model accepts (rnnpipe.core.requests): bad requests are HTTP 400 with a
+message naming the field."""
+
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from rnnpipe.serving import validation
+from rnnpipe.core import requests as validation
 
 KNOWN = set("abcdefghijklmnopqrstuvwxyz TI")
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from rnnpipe import training
+from rnnpipe.core import training
 
 
 def _data(seed=0):
@@ -20,23 +20,45 @@ def _model():
     return model
 
 
-def _fit(tmp_path, epochs, settings=None):
+def _fit(tmp_path, epochs, settings=None, **kwargs):
     training.set_seed(1)
     x, y = _data()
-    return training.fit(_model(), x, (x, y), y=y, epochs=epochs, patience=10, verbose=0,
+    kwargs = {"patience": 10, "shuffle": False, **kwargs}
+    return training.fit(_model(), x, (x, y), y=y, epochs=epochs, verbose=0,
                         checkpoint_dir=tmp_path / "ckpt", settings=settings or {"a": 1},
-                        batch_size=16, shuffle=False)
+                        batch_size=16, **kwargs)
+
+
+class FakeValLoss(keras.callbacks.Callback):
+    """Replaces val_loss by a schedule (early stopping reads the logs after user callbacks) and
+    notes the weights at the end of each epoch."""
+
+    def __init__(self, schedule, stop_at=None):
+        super().__init__()
+        self.schedule, self.stop_at, self.weights = schedule, stop_at, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.stop_at:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.schedule[epoch]
+        self.weights[epoch] = self.model.get_weights()
+
+
+def _same_weights(a, b):
+    return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
 
 
 def test_same_seed_same_result(tmp_path):
-    _, h1 = _fit(tmp_path / "1", 3)
-    _, h2 = _fit(tmp_path / "2", 3)
+    _, h1 = _fit(tmp_path / "1", 3, shuffle=True)
+    _, h2 = _fit(tmp_path / "2", 3, shuffle=True)
     assert [e["loss"] for e in h1] == [e["loss"] for e in h2]
 
 
 def test_resume_continues_after_last_finished_epoch(tmp_path):
     _, first = _fit(tmp_path, 2)
-    state = json.loads(next((tmp_path / "ckpt").glob("*/state.json")).read_text())
+    state = json.loads(next((tmp_path / "ckpt").glob(f"*/{training.STATE}")).read_text())
     assert state["epoch"] == 2
     # started again with more epochs, it runs only epochs 2 and 3
     _, history = _fit(tmp_path, 4)
@@ -48,16 +70,64 @@ def test_other_settings_do_not_resume(tmp_path):
     _fit(tmp_path, 2)
     _, history = _fit(tmp_path, 2, settings={"a": 2})
     assert [e["epoch"] for e in history] == [0, 1]
+    assert len(list((tmp_path / "ckpt").iterdir())) == 1  # the other settings' folder is gone
 
 
-@pytest.mark.parametrize("patience", [0])
-def test_early_stopping_keeps_best_weights(tmp_path, patience):
-    training.set_seed(1)
-    x, y = _data()
-    # validation on flipped labels gets worse as training improves: stop after one bad epoch
-    model, history = training.fit(_model(), x, (x, 1 - y), y=y, epochs=20, patience=patience,
-                                  verbose=0, checkpoint_dir=tmp_path / "c", settings={},
-                                  batch_size=16)
-    assert len(history) < 20
-    best = min(history, key=lambda e: e["val_loss"])
-    assert model.evaluate(x, 1 - y, verbose=0) == pytest.approx(best["val_loss"], rel=1e-4)
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+def test_patience_n_stops_after_n_epochs_without_improvement(tmp_path, patience):
+    # best at epoch 2, then no improvement until epoch 8; 0 stops at the first bad epoch, as 1
+    fake = FakeValLoss([5, 4, 3, 3.5, 3.6, 3.7, 3.8, 3.9, 2, 1])
+    model, history = _fit(tmp_path, 10, patience=patience, callbacks=[fake])
+    assert [e["epoch"] for e in history] == list(range(3 + max(patience, 1)))
+    assert _same_weights(model.get_weights(), fake.weights[2])
+
+
+def test_best_weights_when_all_epochs_run(tmp_path):
+    fake = FakeValLoss([3, 1, 2])
+    model, history = _fit(tmp_path, 3, patience=5, callbacks=[fake])
+    assert len(history) == 3
+    assert _same_weights(model.get_weights(), fake.weights[1])
+
+
+def test_best_weights_after_a_resume(tmp_path):
+    # the best epoch (0) is before the kill; the resumed process never sees it improve
+    first = FakeValLoss([1, 2, 3, 4], stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, 4, callbacks=[first])
+    model, history = _fit(tmp_path, 4, callbacks=[FakeValLoss([1, 2, 3, 4])])
+    assert [e["epoch"] for e in history] == [0, 1, 2, 3]
+    assert _same_weights(model.get_weights(), first.weights[0])
+    # a finished run started again trains no more and returns the best weights too
+    again, history_again = _fit(tmp_path, 4)
+    assert history_again == history
+    assert _same_weights(again.get_weights(), first.weights[0])
+
+
+def test_patience_counts_epochs_before_a_resume(tmp_path):
+    # killed after one bad epoch (1); the resumed run stops after the second (2)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, 6, patience=2, callbacks=[FakeValLoss([1, 2, 3, 4, 5, 6], stop_at=2)])
+    _, history = _fit(tmp_path, 6, patience=2, callbacks=[FakeValLoss([1, 2, 3, 4, 5, 6])])
+    assert [e["epoch"] for e in history] == [0, 1, 2]
+
+
+def test_early_stop_is_final(tmp_path):
+    fake = FakeValLoss([1, 2, 3, 4, 5, 6])
+    _, history = _fit(tmp_path, 6, patience=1, callbacks=[fake])
+    assert len(history) == 2
+    # started again, it does not go on training after the early stop
+    _, again = _fit(tmp_path, 6, patience=1)
+    assert again == history
+
+
+def test_shuffled_arrays_order_is_a_function_of_seed_and_epoch():
+    x = np.arange(10)
+    feed = training._Shuffled([x], 4, seed=3)
+    rows = lambda: np.concatenate([feed[i][0] for i in range(len(feed))])  # noqa: E731
+    assert len(feed) == 3
+    first = rows()
+    assert sorted(first) == list(range(10))
+    feed.set_epoch(1)
+    assert not np.array_equal(rows(), first)
+    feed.set_epoch(0)
+    assert np.array_equal(rows(), first)

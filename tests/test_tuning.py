@@ -1,4 +1,4 @@
-"""The search engine (rnnpipe.tuning) on a tiny model of our own and tiny random data."""
+"""The search engine (rnnpipe.core.search) on a tiny model of our own and tiny random data."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from rnnpipe import tuning
-from rnnpipe.params import TuneParams
+from rnnpipe.core import search as tuning
+from rnnpipe.core.params import TuneParams
 
 CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
 BASE = {"cell": "GRU", "units": 4, "embedding_dim": 4, "learning_rate": 1e-2, "clipnorm": 1.0}
@@ -46,8 +46,11 @@ def tiny_task(seed: int = 0, callbacks=()) -> tuning.Task:
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> Path:
     """An empty MLflow store with the experiment, made once (its migrations take seconds)."""
-    db = tmp_path_factory.mktemp("mlflow") / "template.db"
-    mlflow.MlflowClient(f"sqlite:///{db}").create_experiment("rnnpipe-tiny")
+    folder = tmp_path_factory.mktemp("mlflow")
+    db = folder / "template.db"
+    # artifacts (trials.csv, the plot) in tmp, not ./mlruns of the current folder
+    mlflow.MlflowClient(f"sqlite:///{db}").create_experiment(
+        "rnnpipe-tiny", artifact_location=(folder / "artifacts").as_uri())
     return db
 
 
@@ -100,16 +103,48 @@ def test_role_needs_every_variable(monkeypatch):
     assert tuning.role() == "worker"
 
 
+def test_run_stage_writes_hparams_only_and_a_report(tmp_path, monkeypatch):
+    """best_hparams.json (train's dependency) holds the hyperparameters alone; the score and
+    the rest go to the report. The search itself is faked here (see the slow tests)."""
+    monkeypatch.setattr(tuning, "TUNER_ROOT", tmp_path / ".tuner")
+    state = tmp_path / ".tuner" / "tiny" / "key"
+    state.mkdir(parents=True)
+    best = {**BASE, "cell": "LSTM"}
+    result = {"hparams": best, "score": 0.25, "objective": "val_loss", "trials": 3,
+              "run_id": "abc"}
+    calls = []
+    monkeypatch.setattr(tuning, "run_search", lambda *a, **k: calls.append((a, k)) or result)
+    out, report = tmp_path / "models" / "best_hparams.json", tmp_path / "reports" / "t.json"
+    tuning.run_stage(tiny_task(), TINY, 1, out, report)
+    assert calls[0][1] == {"tuner_root": tmp_path / ".tuner"}
+    assert json.loads(out.read_text()) == best
+    written = json.loads(report.read_text())
+    assert written.pop("seconds") >= 0
+    assert written == {"objective": "val_loss", "best_score": 0.25, "trials": 3,
+                       "tuner": "random", "best_hparams": best}
+    assert not (tmp_path / ".tuner" / "tiny").exists()  # a finished search is not resumed
+
+    # a distributed worker only runs trials: the chief writes the result
+    out.unlink()
+    report.unlink()
+    monkeypatch.setattr(tuning, "run_search", lambda *a, **k: None)
+    tuning.run_stage(tiny_task(), TINY, 1, out, report)
+    assert not out.exists() and not report.exists()
+
+
 @pytest.mark.slow
-def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking_uri):
-    result = tuning.run_search(tiny_task(), TINY, seed=1, tuner_root=tmp_path / ".tuner",
-                               verbose=0)
+def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking_uri,
+                                                              monkeypatch):
+    monkeypatch.setattr(tuning, "TUNER_ROOT", tmp_path / ".tuner")
+    out, report = tmp_path / "best_hparams.json", tmp_path / "tuning.json"
+    tuning.run_stage(tiny_task(), TINY, 1, out, report)
+    hparams = json.loads(out.read_text())
+    assert set(hparams) == set(BASE)
+    assert hparams["cell"] in ("SimpleRNN", "LSTM", "GRU")
+    result = json.loads(report.read_text())
     assert result["trials"] == 3 and result["objective"] == "val_loss"
-    assert set(result["hparams"]) == set(BASE)
-    assert result["hparams"]["cell"] in ("SimpleRNN", "LSTM", "GRU")
-    out = tmp_path / "best_hparams.json"
-    tuning.write_result(out, result)
-    assert json.loads(out.read_text()) == result
+    assert result["best_hparams"] == hparams
+    assert not (tmp_path / ".tuner" / "tiny").exists()
 
     all_runs = runs(tracking_uri)
     parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
@@ -123,8 +158,9 @@ def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking
         assert {"val_loss", "val_accuracy", "score"} <= set(c.data.metrics)
         assert c.info.status == "FINISHED"
     # the best child's score is the result's score; the parent has the summary
-    assert min(c.data.metrics["score"] for c in children) == pytest.approx(result["score"])
-    assert parent.data.params["best.cell"] == result["hparams"]["cell"]
+    assert min(c.data.metrics["score"] for c in children) == pytest.approx(result["best_score"])
+    assert parent.data.params["best.cell"] == hparams["cell"]
+    assert parent.data.metrics["best_score"] == pytest.approx(result["best_score"])
     artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(
         parent.info.run_id)}
     assert {"trials.csv", "score_vs_hparams.png", "best_hparams.json"} <= artifacts

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def search(folder: Path) -> None:
-    from rnnpipe import tuning
+    from rnnpipe.core import search as tuning
     from tests.test_tuning import TINY, tiny_task
 
     tune = TINY.model_copy(update={"max_trials": MAX_TRIALS})

@@ -1,5 +1,5 @@
 """The tune stages on the projects' real model builders and input pipelines (tiny data made
-here), and train picking up what tune found."""
+here), and train picking up what tune found through the hparams stage."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import yaml
 
-from rnnpipe.params import Params
-from rnnpipe.stages import charlm as charlm_stage
-from rnnpipe.stages import imdb as imdb_stage
-from rnnpipe.stages import tune
-from rnnpipe.text.vocab import Vocabulary
+from rnnpipe.charlm import train as charlm_train
+from rnnpipe.charlm import tune as charlm_tune
+from rnnpipe.core import hparams, tracking
+from rnnpipe.core.params import Params
+from rnnpipe.core.vocab import Vocabulary
+from rnnpipe.imdb import train as imdb_train
+from rnnpipe.imdb import tune as imdb_tune
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,9 +65,20 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def run_params(run_id_file: Path) -> dict:
-    run_id = run_id_file.read_text().strip()
+def run_params(project: str, model: Path) -> dict:
+    """The params logged by the train run of `model` (found by the file's hash)."""
+    run_id = tracking.run_of_model(project, model)
     return mlflow.MlflowClient().get_run(run_id).data.params
+
+
+def tune_then_hparams(project: str, tune, params: Params, processed: Path, models: Path
+                      ) -> tuple[dict, dict, Path]:
+    """Run the tune stage, then the hparams stage; (best_hparams, report, hparams.json)."""
+    best, report = models / "best_hparams.json", models.parent.parent / "reports" / "tuning.json"
+    tune(params, processed, processed / "vocab.json", best, report)
+    resolved = models / "hparams.json"
+    hparams.hparams(params, best, resolved, project=project)
+    return json.loads(best.read_text()), json.loads(report.read_text()), resolved
 
 
 def rnn_layers(model: keras.Model) -> list:
@@ -79,21 +92,22 @@ def test_imdb_tune_then_train_with_the_tuned_hyperparameters(workdir):
     processed = workdir / "processed"
     write_imdb(processed)
     params = tiny_params(imdb={"use_tuned": True, "epochs": 1})
-    out = workdir / "models" / "imdb" / "best_hparams.json"
-    tune.tune_imdb(params, processed, processed / "vocab.json", out)
-    best = json.loads(out.read_text())
-    assert best["trials"] == params.imdb.tune.max_trials
-    assert best["hparams"].keys() == params.imdb.train.model.model_dump().keys()
-    assert best["hparams"]["units"] in params.imdb.tune.units
+    models = workdir / "models" / "imdb"
+    best, report, resolved = tune_then_hparams("imdb", imdb_tune.tune, params, processed, models)
+    # best_hparams.json: the model hyperparameters alone; the search's result in the report
+    assert best.keys() == params.imdb.train.model.model_dump().keys()
+    assert best["units"] in params.imdb.tune.units
+    assert report["trials"] == params.imdb.tune.max_trials and report["best_hparams"] == best
+    assert json.loads(resolved.read_text()) == best  # use_tuned: the tuned values, all of them
 
-    imdb_stage.train(params, processed, processed / "vocab.json", out.parent, out)
-    logged = run_params(out.parent / "run_id.txt")
+    imdb_train.train(params, processed, processed / "vocab.json", resolved, models)
+    logged = run_params("imdb", models / "model.keras")
     for key in ("cell", "units", "clipnorm"):
-        assert logged[f"model.{key}"] == str(best["hparams"][key])
-    model = keras.models.load_model(out.parent / "model.keras")
+        assert logged[f"model.{key}"] == str(best[key])
+    model = keras.models.load_model(models / "model.keras")
     rnns = rnn_layers(model)
-    assert rnns and all(type(r).__name__ == best["hparams"]["cell"] for r in rnns)
-    assert all(r.units == best["hparams"]["units"] for r in rnns)
+    assert rnns and all(type(r).__name__ == best["cell"] for r in rnns)
+    assert all(r.units == best["units"] for r in rnns)
 
 
 @pytest.mark.slow
@@ -101,17 +115,19 @@ def test_charlm_tune_then_train_with_the_tuned_hyperparameters(workdir):
     processed = workdir / "processed"
     write_charlm(processed)
     params = tiny_params(charlm={"use_tuned": True, "epochs": 1})
-    out = workdir / "models" / "charlm" / "best_hparams.json"
-    tune.tune_charlm(params, processed, processed / "vocab.json", out)
-    best = json.loads(out.read_text())
-    assert best["trials"] == params.charlm.tune.max_trials and best["objective"] == "val_loss"
-    assert best["hparams"]["cell"] in ("SimpleRNN", "LSTM", "GRU")
+    models = workdir / "models" / "charlm"
+    best, report, resolved = tune_then_hparams("charlm", charlm_tune.tune, params, processed,
+                                               models)
+    assert best.keys() == params.charlm.train.model.model_dump().keys()
+    assert report["trials"] == params.charlm.tune.max_trials
+    assert report["objective"] == "val_loss" and report["best_hparams"] == best
+    assert best["cell"] in ("SimpleRNN", "LSTM", "GRU")
 
-    charlm_stage.train(params, processed, processed / "vocab.json", out.parent, out)
-    model = keras.models.load_model(out.parent / "model.keras")
+    charlm_train.train(params, processed, processed / "vocab.json", resolved, models)
+    model = keras.models.load_model(models / "model.keras")
     rnns = rnn_layers(model)
-    assert [type(r).__name__ for r in rnns] == [best["hparams"]["cell"]]
-    assert rnns[0].units == best["hparams"]["units"]
+    assert [type(r).__name__ for r in rnns] == [best["cell"]]
+    assert rnns[0].units == best["units"]
     # the tune run and its trials are in the project's experiment
     runs = mlflow.search_runs(experiment_names=["rnnpipe-charlm"], output_format="list")
     trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -121,7 +137,7 @@ def test_charlm_tune_then_train_with_the_tuned_hyperparameters(workdir):
 def test_crop_keeps_the_start_of_reviews():
     split = {"ids": np.array([[5, 6, 7, 0], [8, 9, 0, 0]], "int32"),
              "lengths": np.array([3, 2], "int32"), "labels": np.array([1, 0], "int8")}
-    cropped = tune.crop(split, 2)
+    cropped = imdb_tune.crop(split, 2)
     assert cropped["ids"].tolist() == [[5, 6], [8, 9]]
     assert cropped["lengths"].tolist() == [2, 2]
-    assert tune.crop(split, None) is split
+    assert imdb_tune.crop(split, None) is split

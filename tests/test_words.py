@@ -3,8 +3,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rnnpipe.text import words
-from rnnpipe.text.vocab import Vocabulary
+from rnnpipe.core.vocab import Vocabulary
+from rnnpipe.imdb import words
 
 
 def test_html_breaks_become_spaces():

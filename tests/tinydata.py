@@ -29,21 +29,33 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def imdb_members(n_per_folder: int = 20, n_unsup: int = 10, seed: int = 0
-                 ) -> dict[str, bytes]:
-    """name -> bytes of a small aclImdb archive with the official layout."""
+def movie_url(movie: int) -> str:
+    return f"http://www.imdb.com/title/tt{movie:07d}/usercomments"
+
+
+def imdb_members(n_per_folder: int = 20, n_unsup: int = 10, seed: int = 0,
+                 reviews_per_movie: int = 2) -> dict[str, bytes]:
+    """name -> bytes of a small aclImdb archive with the official layout: ids restart at 0 in
+    every folder, and urls_<folder>.txt gives each review's movie (line i for review i), a
+    movie having `reviews_per_movie` reviews; train and test share no movie."""
     rng = random.Random(seed)
     members = {"aclImdb/README": b"tiny test copy\n", "aclImdb/imdb.vocab": b"the\nfilm\n"}
-    next_id = 0
+    next_movie = 1
     for split in ("train", "test"):
         for folder, positive in (("pos", True), ("neg", False)):
-            for _ in range(n_per_folder):
+            urls = []
+            for i in range(n_per_folder):
                 rating = rng.choice([7, 8, 9, 10] if positive else [1, 2, 3, 4])
-                name = f"aclImdb/{split}/{folder}/{next_id}_{rating}.txt"
-                members[name] = review(rng, positive).encode()
-                next_id += 1
+                text = review(rng, positive).encode()
+                members[f"aclImdb/{split}/{folder}/{i}_{rating}.txt"] = text
+                urls.append(movie_url(next_movie + i // reviews_per_movie))
+            next_movie += -(-n_per_folder // reviews_per_movie)
+            members[f"aclImdb/{split}/urls_{folder}.txt"] = ("\n".join(urls) + "\n").encode()
+    urls = []
     for i in range(n_unsup):
         members[f"aclImdb/train/unsup/{i}_0.txt"] = review(rng, rng.random() < 0.5).encode()
+        urls.append(movie_url(next_movie + i))
+    members["aclImdb/train/urls_unsup.txt"] = ("\n".join(urls) + "\n").encode()
     return members
 
 
@@ -76,23 +88,42 @@ def novel_body(n_chars: int = 20_000, seed: int = 0) -> str:
     return " ".join(out).replace(" \n\n ", "\n\n")
 
 
-def gutenberg_text(body: str | None = None, *, header: bool = True, footer: bool = True) -> str:
-    """A Project Gutenberg style file (CRLF line ends, licence header and footer)."""
+# The licence header and footer of the 2016 edition (the mirror's file) and of the one served
+# now (made-up wording around the real marker lines).
+GUTENBERG_LAYOUTS = {
+    "2016": (
+        "The Project Gutenberg EBook of The Mysterious Island, by Jules Verne\n\n"
+        "This eBook is for the use of anyone anywhere at no cost.\n\n"
+        "Title: The Mysterious Island\n\nLast Updated: October 13, 2016\n\n"
+        "*** START OF THIS PROJECT GUTENBERG EBOOK THE MYSTERIOUS ISLAND ***\n\n"
+        "Produced by a tiny test\n\n\n\n",
+        "End of the Project Gutenberg EBook of The Mysterious Island, by Jules Verne\n\n"
+        "*** END OF THIS PROJECT GUTENBERG EBOOK THE MYSTERIOUS ISLAND ***\n\n"
+        "***** This file should be named 1268-0.txt or 1268-0.zip *****\n",
+    ),
+    "current": (
+        "The Project Gutenberg eBook of The Mysterious Island\n\n"
+        "This ebook is for the use of anyone anywhere in the United States at no cost.\n\n"
+        "Title: The Mysterious Island\n\nAuthor: Jules Verne\n\n"
+        "Release date: April 1, 1998 [eBook #1268]\n\n"
+        "Credits: a tiny test\n\n\n"
+        "*** START OF THE PROJECT GUTENBERG EBOOK THE MYSTERIOUS ISLAND ***\n\n\n\n",
+        "*** END OF THE PROJECT GUTENBERG EBOOK THE MYSTERIOUS ISLAND ***\n\n\n\n"
+        "Updated editions will replace the previous one.\n",
+    ),
+}
+
+
+def gutenberg_text(body: str | None = None, *, layout: str = "2016", header: bool = True,
+                   footer: bool = True) -> str:
+    """A Project Gutenberg style file (CRLF line ends, licence header and footer) in the
+    `layout` of GUTENBERG_LAYOUTS."""
     body = novel_body() if body is None else body
-    parts = []
-    if header:
-        parts.append(
-            "The Project Gutenberg EBook of The Mysterious Island, by Jules Verne\n\n"
-            "This eBook is for the use of anyone anywhere at no cost.\n\n"
-            "*** START OF THIS PROJECT GUTENBERG EBOOK THE MYSTERIOUS ISLAND ***\n\n"
-            "Produced by a tiny test\n\n\n\n"
-        )
+    head, foot = GUTENBERG_LAYOUTS[layout]
+    parts = [head] if header else []
     parts.append("THE MYSTERIOUS ISLAND\n\nby Jules Verne\n\n1874\n\n\n" + body + "\n\n\n")
     if footer:
-        parts.append(
-            "End of the Project Gutenberg EBook of The Mysterious Island, by Jules Verne\n\n"
-            "*** END OF THIS PROJECT GUTENBERG EBOOK THE MYSTERIOUS ISLAND ***\n"
-        )
+        parts.append(foot)
     return "".join(parts).replace("\n", "\r\n")
 
 

@@ -9,26 +9,39 @@ import logging
 import os
 import sys
 
-from rnnpipe.errors import PipelineError
-from rnnpipe.stages import COMMANDS, PROJECTS, STAGE_MODULES
+from rnnpipe.core.commands import COMMANDS, MODULES, PROJECTS
+from rnnpipe.core.errors import PipelineError
 
 log = logging.getLogger("rnnpipe")
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the stage's own log
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# no usage statistics from Great Expectations (offline machines)
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
-def _load_stage_modules() -> None:
-    for name in STAGE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            # a stage module that is not written yet simply adds no commands
-            if e.name != name:
-                raise
+def _selected(argv: list[str]) -> tuple[str | None, str | None]:
+    """The project and command named on the command line, if any."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--params")
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.add_argument("words", nargs="*")
+    words = pre.parse_known_args(argv)[0].words
+    return (words + [None, None])[0], (words + [None, None])[1]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    _load_stage_modules()
+def _import_commands(argv: list[str]) -> None:
+    """Import the selected command's module alone; every module for help or a bad name."""
+    project, name = _selected(argv)
+    if project in MODULES and name in MODULES[project]:
+        importlib.import_module(MODULES[project][name])
+        return
+    for project_modules in MODULES.values():
+        for module in dict.fromkeys(project_modules.values()):
+            importlib.import_module(module)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    _import_commands(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="rnnpipe",
         description="Train, evaluate, track and serve recurrent sequence models. "
@@ -41,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     projects = parser.add_subparsers(dest="project", metavar="PROJECT", required=True)
     for project in PROJECTS:
         commands = COMMANDS[project]
-        listing = ", ".join(commands) or "none"
+        listing = ", ".join(MODULES[project])
         pp = projects.add_parser(project, help=f"commands: {listing}",
                                  description=f"Commands of the {project} project.")
         sub = pp.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -54,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -68,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         if cmd.needs_params:
-            from rnnpipe.params import load_params
+            from rnnpipe.core.params import load_params
 
-            cmd.func(load_params(args.params), **kwargs)
+            cmd.func(load_params(args.params, stage=f"{args.project} {args.command}"),
+                     **kwargs)
         else:
             cmd.func(**kwargs)
     except (PipelineError, OSError) as e:

@@ -1,0 +1,1 @@
+"""Machinery both projects share; it imports neither project."""

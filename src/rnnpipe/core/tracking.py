@@ -1,0 +1,208 @@
+"""MLflow: one run per trained model, shared by the train and evaluate stages.
+
+The tracking store is `sqlite:///mlflow.db` and artifacts go to `mlartifacts/`, both in the
+project's root (also for `dvc exp run --temp`, which runs in a copy), so `mlflow ui` from the
+root shows every run; set MLFLOW_TRACKING_URI to use a server. Nothing a DVC stage depends on
+holds a run id: evaluate and register find the train run by the SHA-256 of the model file it
+trained (the tag `model_sha256`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.paths import project_root
+
+log = logging.getLogger(__name__)
+
+# MLflow 3 opens an experiment without this tag on its GenAI overview (traces, token usage)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+MODEL_TAG = "model_sha256"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def experiment_name(project: str) -> str:
+    return f"rnnpipe-{project}"
+
+
+def setup(project: str) -> str:
+    """Point MLflow at the tracking store and the project's experiment; returns its id."""
+    mlflow.set_tracking_uri(tracking_uri())
+    name = experiment_name(project)
+    client = mlflow.MlflowClient()
+    try:
+        experiment = client.get_experiment_by_name(name)
+    except MlflowException as e:
+        raise PipelineError(f"MLflow tracking store {tracking_uri()}: {e.message}") from None
+    if experiment is None:
+        location = None
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            location = (project_root() / "mlartifacts").as_uri()
+        experiment_id = client.create_experiment(name, artifact_location=location,
+                                                 tags=EXPERIMENT_TAGS)
+    else:
+        experiment_id = experiment.experiment_id
+        for k, v in EXPERIMENT_TAGS.items():
+            if experiment.tags.get(k) != v:
+                client.set_experiment_tag(experiment_id, k, v)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def source_tags() -> dict[str, str]:
+    """The git commit and, inside `dvc exp run`, the DVC experiment's name."""
+    tags = {}
+    commit = os.environ.get("DVC_EXP_BASELINE_REV")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(),
+                                    capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_STAGE"):
+        tags["dvc.stage"] = os.environ["DVC_STAGE"]
+    return tags
+
+
+def close_stale_runs(experiment_id: str, stage: str, keep: str | None = None) -> None:
+    """Mark runs of `stage` still RUNNING (their process was killed) as KILLED, but `keep`."""
+    client = mlflow.MlflowClient()
+    for run in client.search_runs([experiment_id], f"tags.stage = '{stage}' and "
+                                                   "attributes.status = 'RUNNING'"):
+        if run.info.run_id != keep:
+            client.set_terminated(run.info.run_id, status="KILLED")
+            log.info("marked run %s of %s as killed", run.info.run_id, stage)
+
+
+@contextlib.contextmanager
+def train_run(project: str, stage: str, run_name: str, resume_id: str | None = None
+              ) -> Iterator[mlflow.ActiveRun]:
+    """The train stage's run: `resume_id` (the run of an interrupted training) if given, else a
+    new one. Earlier runs of the stage left RUNNING by a killed process are marked KILLED."""
+    experiment_id = setup(project)
+    if resume_id:
+        try:
+            mlflow.MlflowClient().get_run(resume_id)
+        except MlflowException:
+            log.info("run %s of the checkpoint is gone: starting a new one", resume_id)
+            resume_id = None
+    close_stale_runs(experiment_id, stage, keep=resume_id)
+    if resume_id:
+        run = mlflow.start_run(run_id=resume_id)
+    else:
+        run = mlflow.start_run(run_name=run_name, tags={"stage": stage, **source_tags()})
+    with run:
+        yield run
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_of_model(project: str, model_path: Path) -> str:
+    """The id of the train run that wrote `model_path`."""
+    experiment_id = setup(project)
+    digest = file_sha256(model_path)
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id], f"tags.{MODEL_TAG} = '{digest}'", order_by=["attributes.start_time DESC"],
+        max_results=1)
+    if not runs:
+        raise PipelineError(
+            f"no run in the MLflow store {tracking_uri()} (experiment "
+            f"{experiment_name(project)}) trained {model_path} (sha256 {digest[:12]}…): the store "
+            f"is not the one train logged to; rerun train (dvc repro -f -s {project}_train)")
+    return runs[0].info.run_id
+
+
+@contextlib.contextmanager
+def model_run(project: str, model_path: Path) -> Iterator[mlflow.ActiveRun]:
+    """Continue the train run of `model_path` (evaluate logs into it)."""
+    with mlflow.start_run(run_id=run_of_model(project, model_path)) as run:
+        yield run
+
+
+def log_data(paths: dict[str, Path], context: str = "training") -> None:
+    """Record the data files as MLflow dataset inputs, named by their path and content hash,
+    so the runs table ties the run to the exact data version (the same hash DVC computes)."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    for name, path in paths.items():
+        digest = hashlib.md5(Path(path).read_bytes()).hexdigest()  # DVC's content hash
+        dataset = MetaDataset(LocalArtifactDatasetSource(str(path)), name=f"{name}@{digest[:8]}",
+                              digest=digest[:8])
+        mlflow.log_input(dataset, context=context, tags={"path": str(path), "md5": digest})
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"model": {"units": 64}} -> {"model.units": 64}, for mlflow.log_params."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def device_name() -> str:
+    """What Keras trains on: the first GPU if there is one, else the CPU."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"tensorflow:{gpus[0].name}" if gpus else "tensorflow:CPU"
+    if backend == "jax":
+        import jax
+
+        return f"jax:{jax.devices()[0]}"
+    if backend == "torch":
+        import torch
+
+        return "torch:cuda" if torch.cuda.is_available() else "torch:cpu"
+    return backend
+
+
+def log_model_summary(model: keras.Model) -> None:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    mlflow.log_text("\n".join(lines), "model_summary.txt")
+
+
+class MlflowMetrics(keras.callbacks.Callback):
+    """Log every epoch's logs (loss, val_loss, ...) to the active MLflow run, step = epoch."""
+
+    def __init__(self, transform=None):
+        super().__init__()
+        # optional: logs -> extra metrics, e.g. bits per character from a loss in nats
+        self.transform = transform
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if self.transform:
+            logs.update(self.transform(logs))
+        mlflow.log_metrics(logs, step=epoch)

@@ -1,0 +1,1 @@
+"""IMDb sentiment (many-to-one): one module per DVC stage, plus the project's own pieces."""

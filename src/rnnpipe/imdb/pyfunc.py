@@ -1,0 +1,71 @@
+"""The sentiment model as an MLflow pyfunc: raw reviews -> probability of positive and label.
+
+It carries the Keras model, the vocabulary and the encoding policy (max_len, truncate,
+threshold) as artifacts and tokenizes with rnnpipe.imdb.words, exactly as training did. Logged
+as "models from code" (pyfunc_model.py): nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+PACKAGE = Path(__file__).resolve().parents[1]  # src/rnnpipe, shipped with the model
+
+SIGNATURE = ModelSignature(
+    # one unnamed string column: a list of reviews, {"inputs": [...]} or a DataFrame column
+    inputs=Schema([ColSpec("string")]),
+    outputs=Schema([ColSpec("double", "probability"), ColSpec("long", "label")]),
+)
+INPUT_EXAMPLE = pd.DataFrame({"text": ["What a wonderful film, I loved every minute.",
+                                       "Boring plot, awful acting. A waste of time."]})
+
+
+class Sentiment(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        import keras
+
+        import rnnpipe.imdb.model  # noqa: F401  (registers MaskedPooling for loading)
+        from rnnpipe.core.vocab import Vocabulary
+
+        self.model = keras.models.load_model(context.artifacts["model"])
+        self.vocab = Vocabulary.load(context.artifacts["vocab"])
+        self.config = json.loads(Path(context.artifacts["config"]).read_text())
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        from rnnpipe.core.requests import reviews
+        from rnnpipe.imdb.model import predict_proba
+        from rnnpipe.imdb.words import encode_texts
+
+        texts = reviews(model_input)  # list of str / Series / DataFrame column "text"
+        ids, lengths = encode_texts(texts, self.vocab, self.config["max_len"],
+                                    self.config["truncate"])
+        proba = predict_proba(self.model, ids, lengths).astype("float64")
+        return pd.DataFrame({"probability": proba,
+                             "label": (proba >= self.config["threshold"]).astype("int64")})
+
+
+def log_model(modeldir: Path, encode_params, threshold: float):
+    """Log the pyfunc of models/imdb into the active run (the register stage registers it);
+    returns the ModelInfo."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "serving_config.json"
+        config.write_text(json.dumps({"max_len": encode_params.max_len,
+                                      "truncate": encode_params.truncate,
+                                      "threshold": threshold}))
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts={"model": str(modeldir / "model.keras"),
+                       "vocab": str(modeldir / "vocab.json"), "config": str(config)},
+            code_paths=[str(PACKAGE)],
+            signature=SIGNATURE,
+            input_example=INPUT_EXAMPLE,
+        )

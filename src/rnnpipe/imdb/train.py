@@ -1,0 +1,73 @@
+"""train: the sentiment RNN on the training split, early-stopped on the validation split."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from rnnpipe.core import hparams as hparams_file
+from rnnpipe.core.atomic import atomic_path, write_json
+from rnnpipe.core.commands import arg, command
+from rnnpipe.core.params import Params
+from rnnpipe.core.vocab import Vocabulary
+from rnnpipe.imdb.inputs import dataset, read_split
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = Path(".checkpoints/imdb")
+STAGE = "imdb_train"
+
+
+@command("imdb", "train",
+         arg("processed", type=Path, help="folder with train/valid .npz"),
+         arg("vocab", type=Path, help="vocab.json"),
+         arg("hparams", type=Path, help="models/imdb/hparams.json (the hparams stage's)"),
+         arg("outdir", type=Path, help="models/imdb: model.keras, vocab.json, history.json"),
+         help="train the sentiment RNN, early-stopping on validation loss; log to MLflow")
+def train(params: Params, processed: Path, vocab: Path, hparams: Path, outdir: Path) -> None:
+    import mlflow
+
+    from rnnpipe.core import tracking, training
+    from rnnpipe.imdb.model import build_sentiment_model
+
+    p = params.imdb.train
+    hp = hparams_file.read(hparams)
+    v = Vocabulary.load(vocab)
+    tr, va = read_split(processed, "train"), read_split(processed, "valid")
+    max_len = tr["ids"].shape[1]
+    training.set_seed(params.seed)
+    model = build_sentiment_model(hp, len(v))
+    run_settings = {"batch_size": p.batch_size, "epochs": p.epochs, "patience": p.patience}
+    settings = {"hp": hp, "train": run_settings, "seed": params.seed, "vocab": len(v),
+                "data": tracking.file_sha256(processed / "train.npz")}
+    resume_id = training.resumable_run_id(CHECKPOINTS, settings)
+    with tracking.train_run("imdb", STAGE, "imdb-train", resume_id) as run:
+        if resume_id is None:
+            mlflow.log_params(tracking.flatten({"seed": params.seed, "train": run_settings,
+                                                "model": hp}))
+            mlflow.log_params({"vocab_size": len(v), "n_train": len(tr["ids"]),
+                               "n_valid": len(va["ids"]), "max_len": max_len})
+            mlflow.set_tag("device", tracking.device_name())
+            tracking.log_model_summary(model)
+            tracking.log_data({str(processed / "train.npz"): processed / "train.npz"})
+            tracking.log_data({str(processed / "valid.npz"): processed / "valid.npz"},
+                              context="validation")
+        t = time.perf_counter()
+        model, history = training.fit(
+            model, dataset(tr, p.batch_size, max_len, seed=params.seed),
+            dataset(va, p.batch_size, max_len), epochs=p.epochs, patience=p.patience,
+            checkpoint_dir=CHECKPOINTS, settings=settings, run_id=run.info.run_id,
+            callbacks=[tracking.MlflowMetrics()], verbose=2)
+        mlflow.log_metric("train_seconds", time.perf_counter() - t)
+        with atomic_path(outdir / "model.keras") as tmp:
+            model.save(tmp)
+            # evaluate and register find this run by the model file's hash
+            mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(tmp))
+        with atomic_path(outdir / "vocab.json") as tmp:
+            shutil.copyfile(vocab, tmp)
+        write_json(outdir / "history.json", history)
+        log.info("run %s: best val_loss %.4f", run.info.run_id,
+                 min(h["val_loss"] for h in history))
+    training.clear_checkpoints(CHECKPOINTS)

@@ -1,0 +1,57 @@
+"""tune: a Keras Tuner search over the sentiment model's builder and input pipeline, on a share
+of the encoded training reviews, scored on the validation split (see rnnpipe.core.search)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from rnnpipe.core.commands import command
+from rnnpipe.core.params import Params
+from rnnpipe.core.search import ARGS, HELP
+from rnnpipe.core.vocab import Vocabulary
+from rnnpipe.imdb.inputs import read_split
+
+log = logging.getLogger(__name__)
+
+
+def rows(split: dict, index: np.ndarray) -> dict:
+    return {k: v[index] for k, v in split.items()}
+
+
+def crop(split: dict, seq_length: int | None) -> dict:
+    """Reviews cut to their first seq_length tokens (ids right-padded, so the start stays)."""
+    if seq_length is None or seq_length >= split["ids"].shape[1]:
+        return split
+    return {**split, "ids": split["ids"][:, :seq_length],
+            "lengths": np.minimum(split["lengths"], seq_length)}
+
+
+@command("imdb", "tune", *ARGS, help=HELP)
+def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path) -> None:
+    from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
+    from rnnpipe.core.training import set_seed
+    from rnnpipe.imdb.inputs import dataset
+    from rnnpipe.imdb.model import build_sentiment_model
+
+    t, p, seed = params.imdb.tune, params.imdb.train, params.seed
+    vocab_size = len(Vocabulary.load(vocab))
+    tr, va = read_split(processed, "train"), read_split(processed, "valid")
+    # a seeded random share: the rows are in the order of the archive, grouped by label
+    tr = crop(rows(tr, search.subsample(len(tr["ids"]), t.train_fraction, seed)), t.seq_length)
+    va = crop(rows(va, search.subsample(len(va["ids"]), t.valid_fraction, seed)), t.seq_length)
+    max_len = tr["ids"].shape[1]
+    log.info("tune imdb: %d train, %d valid reviews of up to %d tokens", len(tr["ids"]),
+             len(va["ids"]), max_len)
+    task = search.Task(
+        project="imdb",
+        build=lambda hp: build_sentiment_model(hp, vocab_size),
+        base=p.model.model_dump(),
+        data=lambda: {"x": dataset(tr, p.batch_size, max_len, seed=seed),
+                      "validation_data": dataset(va, p.batch_size, max_len)},
+        fingerprint=search.fingerprint(processed / "train.npz", processed / "valid.npz", vocab,
+                                       extra={"batch_size": p.batch_size}))
+    set_seed(seed)
+    search.run_stage(task, t, seed, out, report)

@@ -1,0 +1,100 @@
+"""DVC experiments end to end with MLflow, and the errors a user meets when an input is wrong."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import BIN, copy_pipeline, run
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(repo, env, *args, check=True):
+    return run([str(BIN / "dvc"), *args], repo, env, check=check)
+
+
+def mlflow_runs(repo) -> dict[str, dict[str, str]]:
+    """run id -> its tags, straight from the repo's MLflow store."""
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        rows = db.execute("select run_uuid, key, value from tags").fetchall()
+    runs: dict[str, dict[str, str]] = {}
+    for run_id, key, value in rows:
+        runs.setdefault(run_id, {})[key] = value
+    return runs
+
+
+@pytest.fixture
+def committed(tiny_pipeline, tmp_path):
+    """A copy of the tiny pipeline's repo with everything committed (experiments need a
+    baseline commit)."""
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "baseline"], repo, env)
+    assert "mlflow.db" not in run(["git", "ls-files"], repo, env).stdout
+    return repo, env
+
+
+def test_exp_run_in_workspace_and_temp_logs_into_the_project_store(committed):
+    repo, env = committed
+    commit = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    out = dvc(repo, env, "exp", "run", "-S", "imdb.train.epochs=1", "-n", "fewer-epochs")
+    assert "Running stage 'imdb_train'" in out.stdout + out.stderr
+    assert "Running stage 'charlm_train'" not in out.stdout + out.stderr
+    out = dvc(repo, env, "exp", "run", "--temp", "-S", "imdb.evaluate.threshold=0.4",
+              "-n", "low-threshold")
+    shown = json.loads(dvc(repo, env, "exp", "show", "--json").stdout)
+    names = {e["name"]: e for b in shown for e in b.get("experiments") or []}
+    assert {"fewer-epochs", "low-threshold"} <= set(names)
+    metrics = names["low-threshold"]["revs"][0]["data"]["metrics"]
+    assert metrics["reports/imdb/metrics.json"]["data"]["test"]["threshold"] == 0.4
+    tags = mlflow_runs(repo)
+    by_exp = {t.get("dvc.experiment"): t for t in tags.values() if t.get("dvc.experiment")}
+    assert by_exp["fewer-epochs"]["mlflow.source.git.commit"] == commit
+    assert by_exp["fewer-epochs"]["dvc.stage"] == "imdb_train"
+    # --temp ran evaluate in a copy under .dvc/tmp/exps; it found the train run in the
+    # project's store (by the model's hash) and logged its metrics there
+    assert not list((repo / ".dvc/tmp").rglob("mlflow.db"))
+
+
+def test_exp_run_with_an_unknown_key_fails_naming_it(committed):
+    repo, env = committed
+    proc = dvc(repo, env, "exp", "run", "-S", "imdb.train.epochz=1", check=False)
+    assert proc.returncode != 0
+    assert "epochz" in proc.stdout + proc.stderr
+
+
+def rnnpipe(repo, env, *args):
+    return run([str(BIN / "rnnpipe"), *args], repo, env, check=False)
+
+
+def test_a_stage_run_by_hand_with_a_missing_input_names_it(tiny_pipeline, tmp_path):
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    before = (repo / "models/imdb/model.keras").read_bytes()
+    proc = rnnpipe(repo, env, "imdb", "train", "data/processed/imdb", "nope/vocab.json",
+                   "models/imdb/hparams.json", "models/imdb")
+    assert proc.returncode == 1
+    assert "nope/vocab.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert (repo / "models/imdb/model.keras").read_bytes() == before  # earlier output intact
+    proc = rnnpipe(repo, env, "charlm", "evaluate", "models/charlm", "data/nothing",
+                   "reports/charlm")
+    assert proc.returncode == 1 and "data/nothing" in proc.stderr
+
+
+def test_register_names_what_is_missing(tiny_pipeline, tmp_path):
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    decision = (repo / "reports/imdb/promotion.json").read_text()
+    # a model file no train run wrote
+    (repo / "other.keras").write_bytes(b"not the trained model")
+    proc = rnnpipe(repo, env, "imdb", "register", "other.keras", "reports/imdb/metrics.json",
+                   "reports/imdb/promotion.json")
+    assert proc.returncode == 1 and "no run in the MLflow store" in proc.stderr
+    assert (repo / "reports/imdb/promotion.json").read_text() == decision
+    # a metric that metrics.json does not have
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("metric: accuracy", "metric: nope"))
+    proc = rnnpipe(repo, env, "imdb", "register", "models/imdb/model.keras",
+                   "reports/imdb/metrics.json", "reports/imdb/promotion.json")
+    assert proc.returncode == 1 and "valid.nope" in proc.stderr

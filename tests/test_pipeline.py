@@ -1,0 +1,141 @@
+"""What the shared tiny `dvc repro` (both projects, through register) produced, read back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import BIN, run
+
+pytestmark = pytest.mark.slow
+
+
+def read_json(repo, path):
+    return json.loads((repo / path).read_text())
+
+
+def test_every_stage_ran_once(tiny_pipeline):
+    from tests.test_dag import STAGES
+
+    for name in STAGES:
+        assert tiny_pipeline.log.count(f"Running stage '{name}'") == 1, name
+
+
+def test_download_and_ingest(tiny_pipeline):
+    repo = tiny_pipeline.repo
+    df = pd.read_parquet(repo / "data/interim/imdb/reviews.parquet")
+    assert list(df.columns) == ["split", "id", "rating", "label", "movie", "text"]
+    assert df["split"].value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10}
+    # valid takes whole movies: none of them has a review in train
+    movies = {s: set(df.loc[df["split"] == s, "movie"]) for s in ("train", "valid")}
+    assert movies["valid"] and not movies["train"] & movies["valid"]
+    corpus = (repo / "data/interim/charlm/corpus.txt").read_text(encoding="utf-8")
+    assert corpus.startswith("THE MYSTERIOUS ISLAND\n\nby Jules Verne")
+    assert "Project Gutenberg" not in corpus and "\r" not in corpus
+    record = read_json(repo, "data/raw/imdb/download.json")
+    archive = repo / "data/raw/imdb/aclImdb_v1.tar.gz"
+    assert record["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    # the gate's stamp names the data that passed, and nothing else
+    stamp = read_json(repo, "data/interim/imdb/check_raw.json")
+    parquet = (repo / "data/interim/imdb/reviews.parquet").read_bytes()
+    assert stamp == {"check": "imdb_raw",
+                     "passed": {"reviews.parquet": hashlib.sha256(parquet).hexdigest()}}
+
+
+def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline):
+    repo = tiny_pipeline.repo
+    m = read_json(repo, "reports/imdb/metrics.json")
+    assert set(m) == {"valid", "test"} and m["test"]["n"] == 40 and m["valid"]["n"] == 10
+    # one threshold, chosen on validation, applied to both
+    assert m["valid"]["threshold"] == m["test"]["threshold"]
+    # tinydata's reviews are separable by their sentiment words
+    assert m["test"]["accuracy"] >= 0.8 and m["test"]["roc_auc"] >= 0.9
+    baseline = read_json(repo, "reports/imdb/baseline.json")
+    assert baseline["test"]["accuracy"] >= 0.9
+    roc = pd.read_csv(repo / "reports/imdb/plots/roc.csv")
+    assert list(roc.columns) == ["fpr", "tpr"] and roc["fpr"].is_monotonic_increasing
+    history = pd.read_csv(repo / "reports/imdb/plots/history.csv")
+    assert list(history["epoch"]) == list(range(len(history)))
+    shown = run([str(BIN / "dvc"), "metrics", "show"], repo, tiny_pipeline.env).stdout
+    for path in ("imdb/metrics.json", "imdb/baseline.json", "imdb/tuning.json",
+                 "charlm/metrics.json", "quality/imdb_raw.json"):
+        assert f"reports/{path}" in shown
+
+
+def unigram_loss(train: np.ndarray, test: np.ndarray, vocab_size: int) -> float:
+    """Cross-entropy (nats/char) of `test` under the train text's character frequencies."""
+    counts = np.bincount(train, minlength=vocab_size) + 1.0  # add-one: no zero probability
+    return float(-np.log(counts[test] / counts.sum()).mean())
+
+
+def test_charlm_beats_a_unigram_model_on_held_out_text(tiny_pipeline):
+    repo = tiny_pipeline.repo
+    m = read_json(repo, "reports/charlm/metrics.json")
+    vocab = read_json(repo, "data/processed/charlm/vocab.json")
+    with np.load(repo / "data/processed/charlm/train.npz") as z:
+        train = z["ids"]
+    with np.load(repo / "data/processed/charlm/test.npz") as z:
+        test = z["ids"]
+    assert m["test"]["chars"] == len(test)
+    assert m["test"]["loss"] < math.log(vocab["size"])
+    assert m["test"]["loss"] < unigram_loss(train, test, vocab["size"]) - 0.5
+    assert m["test"]["bits_per_char"] == pytest.approx(m["test"]["loss"] / math.log(2))
+    samples = (repo / "reports/charlm/samples.md").read_text()
+    assert samples.count("## temperature") == 3 and "The island" in samples
+
+
+def test_train_uses_the_hparams_file_and_logs_the_run(tiny_pipeline):
+    repo = tiny_pipeline.repo
+    hp = read_json(repo, "models/imdb/hparams.json")
+    params = __import__("yaml").safe_load((repo / "params.yaml").read_text())
+    assert hp == params["imdb"]["train"]["model"]  # use_tuned: false
+    assert set(read_json(repo, "models/imdb/best_hparams.json")) <= set(hp)  # hparams only
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("rnnpipe-imdb")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'imdb_train'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    logged = runs[0]
+    assert logged.data.params["model.units"] == str(hp["units"])
+    assert "test_accuracy" in logged.data.metrics and "valid_accuracy" in logged.data.metrics
+    assert logged.data.tags["device"].endswith("CPU")
+    inputs = {d.dataset.name.split("@")[0] for d in logged.inputs.dataset_inputs}
+    assert inputs == {"data/processed/imdb/train.npz", "data/processed/imdb/valid.npz"}
+
+
+def test_registered_models_take_raw_input(tiny_pipeline):
+    repo = tiny_pipeline.repo
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    for project in ("imdb", "charlm"):
+        decision = read_json(repo, f"reports/{project}/promotion.json")
+        assert decision["decision"] == "champion" and decision["version"] == 1
+        assert decision["metric"].startswith("valid.")
+    model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")
+    reviews = ["Wonderful, brilliant, I loved it!<br /><br />Best film.",
+               "Awful. Boring and stupid; the worst waste of time."]
+    out = model.predict(pd.DataFrame({"text": reviews}))
+    assert list(out.columns) == ["probability", "label"]
+    assert list(out["label"]) == [1, 0]
+    lm = mlflow.pyfunc.load_model("models:/mysterious-island-charlm@champion")
+    out = lm.predict(pd.DataFrame([
+        {"prompt": "The island", "length": 30, "temperature": 0.5, "seed": 1},
+        {"prompt": "Zebra ~", "length": 10, "temperature": 1.5, "seed": 2},
+    ]))
+    assert out["text"][0].startswith("The island") and len(out["text"][0]) == 40
+    assert out["text"][1].startswith("Zebra ~") and len(out["text"][1]) == 17
+
+
+def test_generate_from_the_saved_model(tiny_pipeline):
+    repo, env = tiny_pipeline.repo, tiny_pipeline.env
+    cmd = [str(BIN / "rnnpipe"), "charlm", "generate", "--prompt", "The island", "--length",
+           "40", "--temperature", "0.8", "--seed", "3", "--model", "models/charlm/model.keras"]
+    first = run(cmd, repo, env).stdout
+    assert first.startswith("The island") and len(first.rstrip("\n")) == len("The island") + 40
+    assert run(cmd, repo, env).stdout == first
