@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PORT ?= 5001
 
-.PHONY: setup run test lint serve-imdb serve-charlm clean clean-tracking
+.PHONY: setup run test test-fast lint serve-imdb serve-charlm clean clean-tracking
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ setup: $(VENV)/.installed
 run: $(VENV)/.installed
 	dvc repro
 
+# the whole suite on 2 workers (the tests that read the shared tiny pipeline run on one of them),
+# with coverage of src/rnnpipe, stage subprocesses included; the floor is in pyproject.toml
 test: $(VENV)/.installed
-	python -m pytest
+	python -m pytest -n 2 --dist loadgroup --cov --cov-report=term:skip-covered
+
+# the unit tests alone, for the edit loop
+test-fast: $(VENV)/.installed
+	python -m pytest -m "not slow" -n 2
 
 lint: $(VENV)/.installed
 	ruff check src tests benchmarks

@@ -17,6 +17,14 @@ TINY_PARAMS = ROOT / "tests" / "params_tiny.yaml"
 BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
 
 
+def pytest_collection_modifyitems(items):
+    # with pytest-xdist (--dist loadgroup), the tests of the shared tiny pipeline run on one
+    # worker, so its `dvc repro` runs once
+    for item in items:
+        if "tiny_pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_pipeline"))
+
+
 @pytest.fixture
 def tiny_mirror(tmp_path: Path) -> Path:
     """A mirror folder holding a tiny aclImdb archive and a tiny Gutenberg text."""
@@ -33,25 +41,6 @@ def pipeline_env(mirror: Path) -> dict[str, str]:
     env.pop("MLFLOW_TRACKING_URI", None)
     env["KERAS_BACKEND"] = env.get("KERAS_BACKEND", "tensorflow")
     return env
-
-
-@pytest.fixture
-def pipeline_repo(tmp_path: Path, tiny_mirror: Path):
-    """A temporary copy of the project (dvc.yaml, src/, tiny params) with DVC initialised.
-
-    Returns (repo, env): run `dvc repro` there with that environment.
-    """
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copy(TINY_PARAMS, repo / "params.yaml")
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    env = pipeline_env(tiny_mirror)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=repo, check=True, env=env)
-    subprocess.run([str(BIN / "dvc"), "config", "core.analytics", "false"], cwd=repo,
-                   check=True, env=env)
-    return repo, env
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,21 @@ def test_registered_models_take_raw_input(tiny_pipeline):
     assert out["text"][1].startswith("Zebra ~") and len(out["text"][1]) == 17
 
 
+def test_offline_scoring_takes_any_number_of_reviews(tiny_pipeline, monkeypatch):
+    monkeypatch.delenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", raising=False)
+    mlflow.set_tracking_uri(f"sqlite:///{tiny_pipeline.repo / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")
+    reviews = ["Wonderful, brilliant, I loved it!", "Awful. Boring, the worst."] * 5000
+    out = model.predict(pd.DataFrame({"text": reviews}))  # more than one chunk of 4096
+    assert len(out) == 10_000
+    assert (out["probability"][::2].to_numpy() == out["probability"][0]).all()
+    assert list(out["label"][:2]) == [1, 0]
+    lm = mlflow.pyfunc.load_model("models:/mysterious-island-charlm@champion")
+    rows = [{"prompt": "The island", "length": 3, "temperature": 1.0, "seed": i}
+            for i in range(100)]  # over the server's 64 rows
+    assert len(lm.predict(pd.DataFrame(rows))) == 100
+
+
 def test_generate_from_the_saved_model(tiny_pipeline):
     repo, env = tiny_pipeline.repo, tiny_pipeline.env
     cmd = [str(BIN / "rnnpipe"), "charlm", "generate", "--prompt", "The island", "--length",

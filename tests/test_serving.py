@@ -133,6 +133,7 @@ def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
 
 
 @pytest.mark.parametrize("body, fragments", [
+    ({"inputs": ["good"] * 1025}, ["1025 reviews in one request; at most 1024"]),
     ({"inputs": []}, ["inputs"]),  # schema check ("missing inputs") or "no reviews"
     ({}, ["inputs"]),
     ({"reviews": ["good"]}, ["inputs"]),
@@ -203,6 +204,7 @@ def test_charlm_server_generates_text(charlm_url):
 
 
 @pytest.mark.parametrize("rows, fragments", [
+    ([lm_row()] * 65, ["65 rows in one request; at most 64"]),
     ([], ["prompt"]),
     ([{"length": 30, "temperature": 0.8}], ["prompt"]),
     ([lm_row(prompt=None)], ["prompt"]),

@@ -35,7 +35,6 @@ def test_reviews_reject_bad_input_with_400():
     rejected(validation.reviews, [None], match="review 0 must be a string, got null")
     rejected(validation.reviews, np.array([1.5]), match="got float")
     rejected(validation.reviews, ["ok", "  "], match="review 1 is empty")
-    rejected(validation.reviews, ["x"] * 2000, match="at most 1024")
     rejected(validation.reviews, pd.DataFrame({"a": ["x"], "b": ["y"]}), match="one column")
 
 
@@ -79,5 +78,19 @@ def test_generation_requests_reject_bad_rows_with_400(bad, match):
 def test_generation_requests_reject_empty_and_oversized_requests():
     rejected(validation.generation_requests, pd.DataFrame(), KNOWN, match="no rows")
     rejected(validation.generation_requests, [], KNOWN, match="no rows")
-    rejected(validation.generation_requests, [row()] * 100, KNOWN, match="at most 64")
     rejected(validation.generation_requests, ["The island"], KNOWN, match="row 0 must be an")
+
+
+SERVING = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"  # set by MLflow's scoring server
+
+
+def test_request_size_caps_hold_in_the_scoring_server_only(monkeypatch):
+    monkeypatch.delenv(SERVING, raising=False)
+    assert not validation.serving()
+    assert len(validation.reviews(["x"] * 5000)) == 5000  # offline: any number
+    assert len(validation.generation_requests([row()] * 100, KNOWN)) == 100
+    monkeypatch.setenv(SERVING, "true")
+    assert validation.serving()
+    assert len(validation.reviews(["x"] * validation.MAX_REVIEWS)) == validation.MAX_REVIEWS
+    rejected(validation.reviews, ["x"] * 2000, match="at most 1024")
+    rejected(validation.generation_requests, [row()] * 100, KNOWN, match="at most 64")

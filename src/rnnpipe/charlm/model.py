@@ -69,17 +69,6 @@ class ResetStates(keras.callbacks.Callback):
         reset_states(self.model)
 
 
-class EpochsSeen(keras.callbacks.Callback):
-    """Notes the epochs this process ran (the others were resumed from a checkpoint)."""
-
-    def __init__(self):
-        super().__init__()
-        self.epochs: set[int] = set()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epochs.add(epoch)
-
-
 def window_batches(ids: np.ndarray, seq_length: int) -> tuple[np.ndarray, np.ndarray]:
     """The textbook's feed: the text cut into independent chunks of seq_length + 1 characters;
     x = chunk[:-1], y = chunk[1:]. Shuffle them when training."""

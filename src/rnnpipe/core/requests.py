@@ -4,12 +4,18 @@ A bad request raises MlflowException(INVALID_PARAMETER_VALUE): the MLflow scorin
 it with HTTP 400 and the message, and keeps serving; the offline CLI prints the message.
 Long reviews are not rejected here: the sentiment model truncates them by its own policy
 (params imdb.encode.max_len and truncate).
+
+The caps on the number of reviews or rows in one request hold only inside MLflow's scoring
+server (which sets _MLFLOW_IS_IN_SERVING_ENVIRONMENT), where they keep one request from holding
+the server; the server also ends a request after MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT seconds
+(60 by default). Offline, `pyfunc.load_model(...).predict(df)` takes any number, in chunks.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Container
 
 import numpy as np
@@ -24,6 +30,11 @@ MAX_ROWS = 64  # generation requests in one request
 MAX_LENGTH = 5_000  # characters generated for one row (one recurrent step each)
 MAX_PROMPT_CHARS = 10_000
 MAX_TEMPERATURE = 100.0
+
+
+def serving() -> bool:
+    """True inside MLflow's scoring server (`mlflow models serve`)."""
+    return os.environ.get("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "").lower() == "true"
 
 
 def invalid(message: str) -> MlflowException:
@@ -60,8 +71,9 @@ def reviews(model_input) -> list[str]:
     texts = _values(model_input, "text")
     if not texts:
         raise invalid('no reviews: send {"inputs": ["a review", ...]}')
-    if len(texts) > MAX_REVIEWS:
-        raise invalid(f"{len(texts)} reviews in one request; at most {MAX_REVIEWS}")
+    if len(texts) > MAX_REVIEWS and serving():
+        raise invalid(f"{len(texts)} reviews in one request; at most {MAX_REVIEWS} (score more "
+                      "offline: rnnpipe imdb predict --file, or mlflow.pyfunc.load_model)")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             got = "null" if _missing(t) else type(t).__name__
@@ -96,8 +108,9 @@ def generation_requests(model_input, known: Container[str]) -> list[dict]:
     if not rows:
         raise invalid('no rows: send {"dataframe_records": [{"prompt": "The island", '
                       '"length": 200, "temperature": 0.8, "seed": 1}]}')
-    if len(rows) > MAX_ROWS:
-        raise invalid(f"{len(rows)} rows in one request; at most {MAX_ROWS}")
+    if len(rows) > MAX_ROWS and serving():
+        raise invalid(f"{len(rows)} rows in one request; at most {MAX_ROWS} (generate more "
+                      "offline with mlflow.pyfunc.load_model)")
     out = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):

@@ -41,6 +41,7 @@ def experiment_name(project: str) -> str:
 
 def setup(project: str) -> str:
     """Point MLflow at the tracking store and the project's experiment; returns its id."""
+    local = not os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri sets the variable
     mlflow.set_tracking_uri(tracking_uri())
     name = experiment_name(project)
     client = mlflow.MlflowClient()
@@ -49,9 +50,7 @@ def setup(project: str) -> str:
     except MlflowException as e:
         raise PipelineError(f"MLflow tracking store {tracking_uri()}: {e.message}") from None
     if experiment is None:
-        location = None
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            location = (project_root() / "mlartifacts").as_uri()
+        location = (project_root() / "mlartifacts").as_uri() if local else None
         experiment_id = client.create_experiment(name, artifact_location=location,
                                                  tags=EXPERIMENT_TAGS)
     else:

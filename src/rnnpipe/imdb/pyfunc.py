@@ -12,12 +12,14 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE = Path(__file__).resolve().parents[1]  # src/rnnpipe, shipped with the model
+CHUNK = 4096  # reviews tokenized and scored at a time
 
 SIGNATURE = ModelSignature(
     # one unnamed string column: a list of reviews, {"inputs": [...]} or a DataFrame column
@@ -41,15 +43,21 @@ class Sentiment(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         from rnnpipe.core.requests import reviews
+
+        texts = reviews(model_input)  # list of str / Series / DataFrame column "text"
+        # in chunks: memory stays bounded however many reviews come
+        parts = [self._score(texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)]
+        proba = np.concatenate(parts).astype("float64")
+        return pd.DataFrame({"probability": proba,
+                             "label": (proba >= self.config["threshold"]).astype("int64")})
+
+    def _score(self, texts: list[str]) -> np.ndarray:
         from rnnpipe.imdb.model import predict_proba
         from rnnpipe.imdb.words import encode_texts
 
-        texts = reviews(model_input)  # list of str / Series / DataFrame column "text"
         ids, lengths = encode_texts(texts, self.vocab, self.config["max_len"],
                                     self.config["truncate"])
-        proba = predict_proba(self.model, ids, lengths).astype("float64")
-        return pd.DataFrame({"probability": proba,
-                             "label": (proba >= self.config["threshold"]).astype("int64")})
+        return predict_proba(self.model, ids, lengths)
 
 
 def log_model(modeldir: Path, encode_params, threshold: float):

@@ -1,0 +1,80 @@
+"""MLflow tracking (rnnpipe.core.tracking): the project's store, stale runs, runs found by the
+model they trained, data versions as dataset inputs."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from rnnpipe.core import tracking
+from rnnpipe.core.errors import PipelineError
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh project root with its own store (DVC_ROOT, as DVC sets it for a stage)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    yield tmp_path
+    mlflow.end_run()
+
+
+def test_the_store_is_the_project_roots_also_from_a_copy(store, monkeypatch):
+    monkeypatch.chdir(store.parent)  # as `dvc exp run --temp` runs elsewhere
+    assert tracking.tracking_uri() == f"sqlite:///{store / 'mlflow.db'}"
+    experiment_id = tracking.setup("imdb")
+    experiment = mlflow.MlflowClient().get_experiment(experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.artifact_location == (store / "mlartifacts").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert tracking.tracking_uri() == "sqlite:///elsewhere.db"
+
+
+def test_runs_left_running_by_a_killed_stage_are_marked_killed(store, monkeypatch):
+    experiment_id = tracking.setup("imdb")
+    client = mlflow.MlflowClient()
+    crashed = client.create_run(experiment_id, tags={"stage": "imdb_train"}).info.run_id
+    other = client.create_run(experiment_id, tags={"stage": "imdb_tune"}).info.run_id
+    monkeypatch.setenv("DVC_EXP_NAME", "my-exp")
+    with tracking.train_run("imdb", "imdb_train", "imdb-train") as run:
+        assert run.info.run_id != crashed
+        tags = client.get_run(run.info.run_id).data.tags
+        assert tags["dvc.experiment"] == "my-exp" and tags["stage"] == "imdb_train"
+    assert client.get_run(crashed).info.status == "KILLED"
+    assert client.get_run(other).info.status == "RUNNING"  # another stage's: left alone
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_a_resumed_training_continues_its_run(store):
+    experiment_id = tracking.setup("charlm")
+    client = mlflow.MlflowClient()
+    interrupted = client.create_run(experiment_id, tags={"stage": "charlm_train"}).info.run_id
+    with tracking.train_run("charlm", "charlm_train", "x", resume_id=interrupted) as run:
+        assert run.info.run_id == interrupted
+    assert client.get_run(interrupted).info.status == "FINISHED"
+    # a checkpoint whose run is gone from the store: a new run
+    with tracking.train_run("charlm", "charlm_train", "x", resume_id="0" * 32) as run:
+        assert run.info.run_id != "0" * 32
+
+
+def test_evaluate_finds_the_train_run_by_the_model_file(store):
+    model = store / "model.keras"
+    model.write_bytes(b"weights")
+    with tracking.train_run("imdb", "imdb_train", "imdb-train") as run:
+        mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(model))
+    assert tracking.run_of_model("imdb", model) == run.info.run_id
+    model.write_bytes(b"other weights")
+    with pytest.raises(PipelineError, match="no run in the MLflow store .* trained"):
+        tracking.run_of_model("imdb", model)
+
+
+def test_data_files_are_logged_as_dataset_inputs_named_by_path_and_hash(store):
+    data = store / "train.npz"
+    data.write_bytes(b"some data")
+    with tracking.train_run("imdb", "imdb_train", "imdb-train") as run:
+        tracking.log_data({"data/processed/imdb/train.npz": data})
+    inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert len(inputs) == 1
+    assert inputs[0].dataset.name == "data/processed/imdb/train.npz@1e50210a"  # md5 of the bytes
+    assert inputs[0].dataset.digest == "1e50210a"
