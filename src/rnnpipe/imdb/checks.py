@@ -39,8 +39,8 @@ def raw_suite(p: ImdbCheckRawParams, include_unsup: bool) -> gx.ExpectationSuite
     train_valid = Column("split").is_in(["train", "valid"])
     expectations = [
         gxe.ExpectTableColumnsToMatchSet(
-            column_set=["split", "id", "rating", "label", "text"], exact_match=False,
-            description="the table has the columns split, id, rating, label, text"),
+            column_set=["split", "id", "rating", "label", "movie", "text"], exact_match=False,
+            description="the table has the columns split, id, rating, label, movie, text"),
         gxe.ExpectColumnValuesToBeInSet(
             column="split", value_set=splits, description=f"split is one of {splits}"),
         gxe.ExpectTableRowCountToEqual(
