@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PORT ?= 5001
 
-.PHONY: setup run test test-fast lint serve-imdb serve-charlm clean clean-tracking
+.PHONY: setup run test test-fast lint serve-imdb serve-charlm tracking-server clean clean-tracking
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ serve-imdb: $(VENV)/.installed
 
 serve-charlm: $(VENV)/.installed
 	rnnpipe charlm serve --port $(PORT)
+
+# an MLflow tracking server for the team (README: Team set-up): runs and registry in PostgreSQL,
+# artifacts in S3 behind the server. Its environment holds MLFLOW_BACKEND_STORE_URI,
+# MLFLOW_ARTIFACTS_DESTINATION and the S3 keys; it checks both stores before it starts
+TRACKING_HOST ?= 127.0.0.1
+TRACKING_PORT ?= 5000
+
+tracking-server: $(VENV)/.installed
+	python -m rnnpipe.core.tracking_server --host $(TRACKING_HOST) --port $(TRACKING_PORT)
 
 # the pipeline's outputs in the workspace (the DVC cache keeps them: `dvc checkout` restores)
 clean:

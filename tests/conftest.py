@@ -17,6 +17,7 @@ TINY_PARAMS = ROOT / "tests" / "params_tiny.yaml"
 BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     # with pytest-xdist (--dist loadgroup), the tests of the shared tiny pipeline run on one
     # worker, so its `dvc repro` runs once

@@ -99,6 +99,7 @@ def test_imdb_dataset_order_is_a_function_of_seed_and_epoch():
     assert all(x.shape[1] <= MAX_LEN for x, _ in batches)
 
 
+@pytest.mark.slow  # trains and kills real runs: integration
 def test_imdb_resume_is_exact(tmp_path, epochs_told):
     (m1, h1), (m2, h2) = _interrupted_then_resumed(_imdb_run, tmp_path)
     assert epochs_told == [0, 1, 2] + [0, 1] + [1, 2]  # whole, killed, resumed
@@ -129,6 +130,7 @@ def _charlm_run(feed, dropout):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("feed, dropout", [("windows", 0.0), ("windows", 0.3), ("tbptt", 0.0)])
 def test_charlm_resume_is_exact(tmp_path, epochs_told, feed, dropout):
     (m1, h1), (m2, h2) = _interrupted_then_resumed(_charlm_run(feed, dropout), tmp_path)
@@ -156,6 +158,7 @@ _charlm_run("windows", 0.3)(sys.argv[1], [Die()])
 """
 
 
+@pytest.mark.slow  # trains and kills real runs: integration
 def test_resume_after_sigkill_in_another_process(tmp_path):
     run = _charlm_run("windows", 0.3)
     whole_model, whole = run(tmp_path / "whole", [])
@@ -169,6 +172,7 @@ def test_resume_after_sigkill_in_another_process(tmp_path):
     assert _same_weights(model.get_weights(), whole_model.get_weights())
 
 
+@pytest.mark.slow  # trains and kills real runs: integration
 def test_resumable_run_id(tmp_path):
     ckpt, settings = tmp_path / "ckpt", {"seed": SEED}
     assert training.resumable_run_id(ckpt, settings) is None

@@ -36,6 +36,7 @@ def test_empty_and_blank_reviews_have_no_tokens():
     assert words.tokenize_array(["", "a b", " "]).to_pylist() == [None, ["a", "b"], None]
 
 
+@pytest.mark.slow  # thousands of reviews one at a time
 def test_many_reviews_tokenize_like_one_at_a_time():
     texts = [f"Review {i}: it isn't bad!<br />Really." for i in range(2500)]  # threaded path
     assert words.tokenize_array(texts).to_pylist() == [words.tokenize(t) for t in texts]

@@ -83,7 +83,7 @@ def test_ci_lint_and_test():
     wf = load(ROOT / ".github" / "workflows" / "ci.yml")
     assert set(wf["on"]) == {"push", "pull_request"}
     # no separate smoke job: `make test` runs the whole tiny `dvc repro` already
-    assert set(wf["jobs"]) == {"lint", "test"}
+    assert set(wf["jobs"]) == {"lint", "test", "scaleout"}
     runs = {name: " ".join(s.get("run", "") for s in job["steps"])
             for name, job in wf["jobs"].items()}
     assert "ruff check" in runs["lint"]
@@ -94,6 +94,20 @@ def test_ci_lint_and_test():
         assert job["runs-on"] == "ubuntu-latest"
 
 
+def test_scaleout_job_runs_against_a_postgres_service():
+    wf = load(ROOT / ".github" / "workflows" / "ci.yml")
+    job = wf["jobs"]["scaleout"]
+    # the image pinned by digest, like the actions by commit SHA
+    image = job["services"]["postgres"]["image"]
+    assert re.fullmatch(r"postgres:[\w.-]+@sha256:[0-9a-f]{64}", image), image
+    assert job["env"]["RNNPIPE_TEST_POSTGRES_URI"].startswith("postgresql://")
+    runs = " ".join(s.get("run", "") for s in job["steps"])
+    assert "pytest -m scaleout" in runs
+    # the test job leaves them to this one
+    (make_test,) = [s for s in wf["jobs"]["test"]["steps"] if s.get("run") == "make test"]
+    assert make_test["env"]["PYTEST_ADDOPTS"] == '-m "not scaleout"'
+
+
 def test_gpu_job_manual_only_on_self_hosted_gpu():
     wf = load(ROOT / ".github" / "workflows" / "gpu.yml")
     assert set(wf["on"]) == {"workflow_dispatch"}
@@ -102,6 +116,9 @@ def test_gpu_job_manual_only_on_self_hosted_gpu():
     runs = " ".join(s.get("run", "") for s in job["steps"])
     assert '".[dev,gpu]"' in runs
     assert "dvc repro" in runs and "pytest" in runs
+    # the repro logs to the team's tracking server given by a secret
+    (repro,) = [s for s in job["steps"] if "dvc repro" in s.get("run", "")]
+    assert repro["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
 
 
 def test_ci_entry_point_runs_make_test():

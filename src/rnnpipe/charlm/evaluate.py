@@ -43,6 +43,7 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
 
     p = params.charlm.evaluate
     model = load_model(model_dir / "model.keras")
+    run_id = tracking.run_of_model("charlm", model_dir / "model.keras")  # before writing anything
     v = Vocabulary.load(model_dir / "vocab.json")
     m = {}
     for part in ("valid", "test"):
@@ -71,7 +72,7 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
     samples = "\n".join(parts)
     write_text(reports / "samples.md", samples)
 
-    with tracking.model_run("charlm", model_dir / "model.keras"):
+    with mlflow.start_run(run_id=run_id):
         for part, values in m.items():
             mlflow.log_metrics({f"{part}_{k}": float(x) for k, x in values.items()})
         mlflow.log_text(samples, "samples.md")

@@ -11,6 +11,8 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from rnnpipe.core.served import requirements
+
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE = Path(__file__).resolve().parents[1]  # src/rnnpipe, shipped with the model
 
@@ -56,4 +58,5 @@ def log_pyfunc(model_path: Path, vocab_path: Path):
         code_paths=[str(PACKAGE)],
         signature=SIGNATURE,
         input_example=INPUT_EXAMPLE,
+        pip_requirements=requirements(),
     )

@@ -53,6 +53,7 @@ def evaluate(params: Params, processed: Path, modeldir: Path, metrics: Path,
     from rnnpipe.imdb.model import predict_proba
 
     model = load_model(modeldir / "model.keras")
+    run_id = tracking.run_of_model("imdb", modeldir / "model.keras")  # before writing anything
     proba, labels = {}, {}
     for split in ("valid", "test"):
         data = read_split(processed, split)
@@ -73,7 +74,7 @@ def evaluate(params: Params, processed: Path, modeldir: Path, metrics: Path,
     write_csv(plots / "history.csv", pd.DataFrame(history)[
         [c for c in ("epoch", "loss", "val_loss", "accuracy", "val_accuracy")
          if c in history[0]]])
-    with tracking.model_run("imdb", modeldir / "model.keras"):
+    with mlflow.start_run(run_id=run_id):
         for split, values in result.items():
             mlflow.log_metrics({f"{split}_{k}": v for k, v in values.items() if v is not None})
         mlflow.log_artifacts(str(plots), "plots")

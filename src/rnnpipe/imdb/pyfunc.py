@@ -17,6 +17,8 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from rnnpipe.core.served import requirements
+
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE = Path(__file__).resolve().parents[1]  # src/rnnpipe, shipped with the model
 CHUNK = 4096  # reviews tokenized and scored at a time
@@ -76,4 +78,5 @@ def log_model(modeldir: Path, encode_params, threshold: float):
             code_paths=[str(PACKAGE)],
             signature=SIGNATURE,
             input_example=INPUT_EXAMPLE,
+            pip_requirements=requirements(),
         )
