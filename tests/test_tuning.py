@@ -245,3 +245,39 @@ def test_bayesian_and_hyperband_searches_finish(tmp_path, tracking_uri, kind):
     children = [r for r in runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2
     assert max(c.data.metrics["score"] for c in children) == pytest.approx(result["score"])
+
+
+def test_the_code_fingerprint_follows_every_package_file(tmp_path, monkeypatch):
+    package = tmp_path / "rnnpipe"
+    shutil.copytree(tuning.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(tuning, "PACKAGE", package)
+    before = tuning.code_fingerprint()
+    assert tuning.code_fingerprint() == before
+    builder = package / "imdb" / "model.py"
+    builder.write_text(builder.read_text() + "\n# a changed builder\n")
+    assert tuning.code_fingerprint() != before
+
+
+@pytest.mark.slow
+def test_a_search_made_by_other_code_is_not_reused(tmp_path, tracking_uri, monkeypatch):
+    root = tmp_path / ".tuner"
+    Interrupt.seen = 0
+    with pytest.raises(KeyboardInterrupt):  # an unfinished search leaves its state
+        tuning.run_search(tiny_task(callbacks=[Interrupt(after=2)]), TINY, seed=3,
+                          tuner_root=root, verbose=0)
+    [stale] = list((root / "tiny").iterdir())
+    # the builder's module is edited: the same params, data and seed make another search
+    package = tmp_path / "rnnpipe"
+    shutil.copytree(tuning.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "imdb" / "model.py").write_text(
+        (package / "imdb" / "model.py").read_text() + "\n# a changed builder\n")
+    monkeypatch.setattr(tuning, "PACKAGE", package)
+    built = []
+    monkeypatch.setattr(tuning.ProjectHyperModel, "build",
+                        lambda self, hp, _b=tuning.ProjectHyperModel.build:
+                        built.append(1) or _b(self, hp))
+    result = tuning.run_search(tiny_task(), TINY, seed=3, tuner_root=root, verbose=0)
+    # a fresh search: one build declares the space, then every trial is built and run again
+    # (the resumed search in the test above builds only its 2 unfinished trials)
+    assert result["trials"] == 3 and len(built) == 1 + 3
+    assert [p.name for p in (root / "tiny").iterdir()] != [stale.name]
