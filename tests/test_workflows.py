@@ -105,7 +105,7 @@ def test_scaleout_job_runs_against_a_postgres_service():
     assert "pytest -m scaleout" in runs
     # the test job leaves them to this one
     (make_test,) = [s for s in wf["jobs"]["test"]["steps"] if s.get("run") == "make test"]
-    assert make_test["env"]["PYTEST_ADDOPTS"] == '-m "not scaleout"'
+    assert make_test["env"]["PYTEST_ADDOPTS"].startswith('-m "not scaleout"')
 
 
 def test_gpu_job_manual_only_on_self_hosted_gpu():
