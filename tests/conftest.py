@@ -60,11 +60,10 @@ class Pipeline:
         return out
 
 
-@pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory) -> Pipeline:
-    """The whole pipeline of both projects, through register, run once per test run by
-    `dvc repro` on tiny data. Read it; to change anything, work on `copy_pipeline(...)`."""
-    tmp = tmp_path_factory.mktemp("pipeline")
+def tiny_repo(tmp: Path, env: dict | None = None) -> tuple[Path, dict]:
+    """A project repo in `tmp` (dvc.yaml, src/, the tiny params, git and DVC initialised) and
+    a mirror of tiny data beside it; returns (repo, the environment to run it with). `env`
+    adds to or overrides that environment."""
     mirror = tmp / "mirror"
     tinydata.write_imdb_archive(mirror / "aclImdb_v1.tar.gz")
     tinydata.write_gutenberg(mirror / "mysterious_island_1268-0.txt")
@@ -74,14 +73,22 @@ def tiny_pipeline(tmp_path_factory) -> Pipeline:
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     shutil.copy(TINY_PARAMS, repo / "params.yaml")
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    env = pipeline_env(mirror)
-    trace = tmp / "params_trace.jsonl"
-    env["RNNPIPE_PARAMS_TRACE"] = str(trace)
+    env = pipeline_env(mirror) | (env or {})
     run(["git", "init", "-q"], repo, env)
     run(["git", "config", "user.email", "tests@localhost"], repo, env)
     run(["git", "config", "user.name", "tests"], repo, env)
     run([str(BIN / "dvc"), "init", "-q"], repo, env)
     run([str(BIN / "dvc"), "config", "core.analytics", "false"], repo, env)
+    return repo, env
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Pipeline:
+    """The whole pipeline of both projects, through register, run once per test run by
+    `dvc repro` on tiny data. Read it; to change anything, work on `copy_pipeline(...)`."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    trace = tmp / "params_trace.jsonl"
+    repo, env = tiny_repo(tmp, {"RNNPIPE_PARAMS_TRACE": str(trace)})
     proc = run([str(BIN / "dvc"), "repro"], repo, env)
     env = {k: v for k, v in env.items() if k != "RNNPIPE_PARAMS_TRACE"}
     return Pipeline(repo, env, proc.stdout + proc.stderr, trace)

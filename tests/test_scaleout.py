@@ -23,8 +23,8 @@ import pytest
 import requests
 import yaml
 
-from tests import scaleout, tinydata
-from tests.conftest import BIN, ROOT, TINY_PARAMS, pipeline_env, run
+from tests import scaleout
+from tests.conftest import BIN, ROOT, run, tiny_repo
 
 
 def on_the_stack(test):
@@ -85,22 +85,8 @@ def stack(tmp_path_factory):
 def team(stack, tmp_path_factory) -> Team:
     """A git + DVC repository with a DVC remote on the S3 store, and the whole tiny pipeline
     run by `dvc repro` against the tracking server, committed."""
-    tmp = tmp_path_factory.mktemp("team")
-    mirror = tmp / "mirror"
-    tinydata.write_imdb_archive(mirror / "aclImdb_v1.tar.gz")
-    tinydata.write_gutenberg(mirror / "mysterious_island_1268-0.txt")
-    repo = tmp / "repo"
-    repo.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
-    shutil.copy(TINY_PARAMS, repo / "params.yaml")
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    env = stack.runner_env(pipeline_env(mirror))
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "tests@localhost"],
-                ["git", "config", "user.name", "tests"]):
-        run(cmd, repo, env)
-    dvc("init", "-q", cwd=repo, env=env)
-    dvc("config", "core.analytics", "false", cwd=repo, env=env)
+    repo, env = tiny_repo(tmp_path_factory.mktemp("team"))
+    env = stack.runner_env(env)
     # the README's commands: the remote's address in .dvc/config (committed), keys local
     dvc("remote", "add", "-d", REMOTE, f"s3://{stack.s3.bucket}/dvc", cwd=repo, env=env)
     dvc("remote", "modify", REMOTE, "endpointurl", stack.s3.endpoint, cwd=repo, env=env)
