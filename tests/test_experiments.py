@@ -74,7 +74,7 @@ def test_a_stage_run_by_hand_with_a_missing_input_names_it(tiny_pipeline, tmp_pa
     repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
     before = (repo / "models/imdb/model.keras").read_bytes()
     proc = rnnpipe(repo, env, "imdb", "train", "data/processed/imdb", "nope/vocab.json",
-                   "models/imdb/hparams.json", "models/imdb")
+                   "models/imdb/hparams.json", "models/imdb/word_vectors.npy", "models/imdb")
     assert proc.returncode == 1
     assert "nope/vocab.json" in proc.stderr and "Traceback" not in proc.stderr
     assert (repo / "models/imdb/model.keras").read_bytes() == before  # earlier output intact

@@ -152,7 +152,9 @@ def test_cli_ingest_writes_parquet(tmp_path, archive):
     out = tmp_path / "interim" / "reviews.parquet"
     assert cli.main(["--params", str(params), "imdb", "ingest", str(archive), str(out)]) == 0
     df = pd.read_parquet(out)
-    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10}
+    # the tiny params ask for the unlabelled reviews too (imdb.ingest.include_unsup)
+    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10,
+                                                 "unsup": 10}
     assert str(df.rating.dtype) == "int8" and str(df.label.dtype) == "int8"
     assert not movies_of(df, "train") & movies_of(df, "valid")
 
@@ -197,7 +199,8 @@ def test_cli_ingest_without_urls(tmp_path, archive_without_urls, capsys):
     assert cli.main(["--params", str(write_params(tmp_path / "q.yaml", random_split)),
                      *args]) == 0
     df = pd.read_parquet(out)
-    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10}
+    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10,
+                                                 "unsup": 10}
     assert (df.movie == "").all()
 
 

@@ -79,6 +79,22 @@ def _set(*keys, value):
      "less than 1"),
     (_set("imdb", "promote", "metric", value=""), "imdb.promote.metric",
      "at least 1 character"),
+    # the search: its budget, its space (checked against the model's schema)
+    (_set("imdb", "tune", "max_minutes", value=0), "imdb.tune.max_minutes", "greater than 0"),
+    (_set("charlm", "tune", "space", value={"units": []}), "charlm.tune",
+     "space.units: an empty list"),
+    (_set("imdb", "tune", "space", value={"units": [32, 0]}), "imdb.tune",
+     "space.units: 0 is refused: Input should be greater than or equal to 1"),
+    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Transformer"]}), "imdb.tune",
+     "space.cell: 'Transformer' is refused"),
+    (_set("charlm", "tune", "space", value={"unit": [8]}), "charlm.tune",
+     "space.unit: not a key of charlm.train.model"),
+    (_set("imdb", "tune", "space", value={"pooling": ["max"], "embedding_dim": [8, 16],
+                                          "pretrained": [True]}), "imdb",
+     "tune.space.embedding_dim ([8, 16]) must be [embed.dim] ([8])"),
+    (lambda raw: raw["imdb"]["train"]["model"].update(pretrained=True, embedding_dim=16),
+     "imdb", "train.model.embedding_dim (16) must be embed.dim (8)"),
+
 ])
 def test_bad_param_names_key_and_what_is_allowed(tmp_path, edit, key, allowed):
     path = write_params(tmp_path / "params.yaml", edit)

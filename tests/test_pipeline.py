@@ -31,7 +31,8 @@ def test_download_and_ingest(tiny_pipeline):
     repo = tiny_pipeline.repo
     df = pd.read_parquet(repo / "data/interim/imdb/reviews.parquet")
     assert list(df.columns) == ["split", "id", "rating", "label", "movie", "text"]
-    assert df["split"].value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10}
+    assert df["split"].value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10,
+                                                    "unsup": 10}
     # valid takes whole movies: none of them has a review in train
     movies = {s: set(df.loc[df["split"] == s, "movie"]) for s in ("train", "valid")}
     assert movies["valid"] and not movies["train"] & movies["valid"]
@@ -63,7 +64,7 @@ def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline):
     history = pd.read_csv(repo / "reports/imdb/plots/history.csv")
     assert list(history["epoch"]) == list(range(len(history)))
     shown = run([str(BIN / "dvc"), "metrics", "show"], repo, tiny_pipeline.env).stdout
-    for path in ("imdb/metrics.json", "imdb/baseline.json", "imdb/tuning.json",
+    for path in ("imdb/metrics.json", "imdb/baseline.json", "imdb/tuning.json", "imdb/embed.json",
                  "charlm/metrics.json", "quality/imdb_raw.json"):
         assert f"reports/{path}" in shown
 
@@ -90,12 +91,32 @@ def test_charlm_beats_a_unigram_model_on_held_out_text(tiny_pipeline):
     assert samples.count("## temperature") == 3 and "The island" in samples
 
 
+@pytest.mark.parametrize("project", ["imdb", "charlm"])
+def test_train_uses_the_searchs_answer(tiny_pipeline, project):
+    """use_tuned (the default): the train run's model params are best_hparams.json's, every
+    one of them, and the search's report and trial table agree with it."""
+    repo = tiny_pipeline.repo
+    best = read_json(repo, f"models/{project}/best_hparams.json")
+    assert read_json(repo, f"models/{project}/hparams.json") == best
+    report = read_json(repo, f"reports/{project}/tuning.json")
+    trials = read_json(repo, f"reports/{project}/tuning_trials.json")
+    assert report["best_hparams"] == best and report["trials"] == len(trials)
+    assert min(t["score"] for t in trials) == pytest.approx(report["best_score"])
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(f"rnnpipe-{project}")
+    (run,) = client.search_runs([experiment.experiment_id], f"tags.stage = '{project}_train'")
+    assert {k: run.data.params[f"model.{k}"] for k in best} == {k: str(v) for k, v in best.items()}
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.stage = 'tune'")
+    children = client.search_runs([experiment.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == len(trials)
+    assert all("epochs" in c.data.metrics and "val_loss" in c.data.metrics for c in children)
+
+
 def test_train_uses_the_hparams_file_and_logs_the_run(tiny_pipeline):
     repo = tiny_pipeline.repo
     hp = read_json(repo, "models/imdb/hparams.json")
-    params = __import__("yaml").safe_load((repo / "params.yaml").read_text())
-    assert hp == params["imdb"]["train"]["model"]  # use_tuned: false
-    assert set(read_json(repo, "models/imdb/best_hparams.json")) <= set(hp)  # hparams only
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("rnnpipe-imdb")
@@ -107,7 +128,10 @@ def test_train_uses_the_hparams_file_and_logs_the_run(tiny_pipeline):
     assert "test_accuracy" in logged.data.metrics and "valid_accuracy" in logged.data.metrics
     assert logged.data.tags["device"].endswith("CPU")
     inputs = {d.dataset.name.split("@")[0] for d in logged.inputs.dataset_inputs}
-    assert inputs == {"data/processed/imdb/train.npz", "data/processed/imdb/valid.npz"}
+    expected = {"data/processed/imdb/train.npz", "data/processed/imdb/valid.npz"}
+    if hp["pretrained"]:
+        expected.add("models/imdb/word_vectors.npy")
+    assert inputs == expected
 
 
 def test_registered_models_take_raw_input(tiny_pipeline):

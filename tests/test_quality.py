@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from rnnpipe import cli
 from rnnpipe.charlm import checks as charlm
@@ -343,7 +344,10 @@ def test_cli_check_raw_exit_code_stderr_and_stamp(reviews, tmp_path, capsys):
     broken = reviews.copy()
     broken.loc[broken.index[0], "rating"] = 9  # a negative review rated 9
     broken.to_parquet(bad)
-    args = ["--params", str(TINY_PARAMS), "imdb", "check_raw"]
+    params = yaml.safe_load(TINY_PARAMS.read_text())
+    params["imdb"]["ingest"]["include_unsup"] = False  # these reviews have no unsup split
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    args = ["--params", str(tmp_path / "params.yaml"), "imdb", "check_raw"]
     report = tmp_path / "q" / "imdb_raw.json"
     stamp = tmp_path / "interim" / "check_raw.json"
     assert cli.main([*args, str(good), str(report), str(stamp)]) == 0

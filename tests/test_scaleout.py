@@ -40,7 +40,8 @@ REMOTE = "team"
 # MLflow's default 7 (about 4 minutes)
 FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 TUNE_CMD = ["rnnpipe", "imdb", "tune", "data/processed/imdb", "data/processed/imdb/vocab.json",
-            "models/imdb/best_hparams.json", "reports/imdb/tuning.json"]
+            "models/imdb/best_hparams.json", "reports/imdb/tuning.json",
+            "reports/imdb/tuning_trials.json", "models/imdb/word_vectors.npy"]
 
 
 @dataclass(frozen=True)
@@ -369,7 +370,8 @@ def test_a_stage_fails_fast_when_the_tracking_server_is_down(team, tmp_path):
     checkpoints = sorted((team.repo / ".checkpoints").rglob("*"))
     t = time.monotonic()
     proc = run([str(BIN / "rnnpipe"), "imdb", "train", "data/processed/imdb",
-                "data/processed/imdb/vocab.json", "models/imdb/hparams.json", str(out)],
+                "data/processed/imdb/vocab.json", "models/imdb/hparams.json",
+                "models/imdb/word_vectors.npy", str(out)],
                team.repo, env, check=False, timeout=300)
     seconds = time.monotonic() - t
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -384,7 +386,7 @@ def test_a_stage_fails_fast_when_the_tracking_server_is_down(team, tmp_path):
 
 @on_the_stack
 def test_postgres_stops_mid_search_and_a_rerun_resumes(team, tmp_path, monkeypatch):
-    repo = copy_repo(team, tmp_path / "repo", max_trials=6, epochs=2)
+    repo = copy_repo(team, tmp_path / "repo", tuner="random", max_trials=6, epochs=2)
     for name in ("models/imdb/best_hparams.json", "reports/imdb/tuning.json"):
         (repo / name).unlink()
     env = {**team.env, **FAIL_FAST}
@@ -450,7 +452,8 @@ def test_a_chief_and_two_workers_share_the_server_a_crashed_worker_loses_its_tri
     port = str(scaleout.free_port())
     base = {**team.env, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
     # each process a runner of its own: its own copy of the repository (and .tuner/)
-    repos = {tid: copy_repo(team, tmp_path / tid, max_trials=max_trials, epochs=3)
+    repos = {tid: copy_repo(team, tmp_path / tid, tuner="random", max_trials=max_trials,
+                            epochs=3)
              for tid in ("worker1", "worker2", "chief")}
     for repo in repos.values():
         for name in ("models/imdb/best_hparams.json", "reports/imdb/tuning.json"):

@@ -131,3 +131,27 @@ def test_shuffled_arrays_order_is_a_function_of_seed_and_epoch():
     assert not np.array_equal(rows(), first)
     feed.set_epoch(0)
     assert np.array_equal(rows(), first)
+
+
+def test_epoch_decay_sets_each_epochs_learning_rate():
+    from rnnpipe.core.training import EpochDecay, schedule
+
+    assert schedule({"learning_rate": 0.1}) == [] and schedule({"learning_rate": 0.1,
+                                                                "lr_decay": 1.0}) == []
+    (decay,) = schedule({"learning_rate": 0.01, "lr_decay": 0.5})
+    assert isinstance(decay, EpochDecay)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    x = np.zeros((8, 2), "float32")
+    model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[decay, Record()])
+    assert seen == pytest.approx([0.01, 0.005, 0.0025])
+    # from epoch 2 on (a resumed run, a Hyperband trial going on): epoch 2's rate
+    seen.clear()
+    model.fit(x, x[:, :1], initial_epoch=2, epochs=3, verbose=0, callbacks=[decay, Record()])
+    assert seen == pytest.approx([0.0025])

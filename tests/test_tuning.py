@@ -16,8 +16,9 @@ from rnnpipe.core.params import TuneParams
 
 CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
 BASE = {"cell": "GRU", "units": 4, "embedding_dim": 4, "learning_rate": 1e-2, "clipnorm": 1.0}
-TINY = TuneParams(max_trials=3, epochs=1, train_fraction=0.5, cells=["SimpleRNN", "LSTM", "GRU"],
-                  units=[2, 4, 8], clipnorms=[0.5, 1.0, 5.0], learning_rates=[1e-2])
+TINY = TuneParams(tuner="random", max_trials=3, epochs=1, train_fraction=0.5,
+                  space={"cell": ["SimpleRNN", "LSTM", "GRU"], "units": [2, 4, 8],
+                         "clipnorm": [0.5, 1.0, 5.0], "learning_rate": [1e-2]})
 
 
 def tiny_build(hp: dict, metrics=("accuracy",)) -> keras.Model:
@@ -37,10 +38,10 @@ def tiny_task(seed: int = 0, callbacks=()) -> tuning.Task:
     y = (x == 3).any(axis=1).astype("float32")
     rows = tuning.subsample(40, TINY.train_fraction, seed)
     return tuning.Task(project="tiny", build=tiny_build, base=BASE,
-                       data=lambda: {"x": x[rows], "y": y[rows], "batch_size": 8,
-                                     "validation_data": (x[40:], y[40:])},
-                       fingerprint=tuning.fingerprint(extra=x.tobytes()),
-                       callbacks=list(callbacks))
+                       data=lambda hp: {"x": x[rows], "y": y[rows], "batch_size": 8,
+                                        "validation_data": (x[40:], y[40:]),
+                                        "callbacks": list(callbacks)},
+                       fingerprint=tuning.fingerprint(extra=x.tobytes()))
 
 
 @pytest.fixture(scope="session")
@@ -76,12 +77,21 @@ def trial_values(tuner_dir: Path) -> list[dict]:
     return [json.loads(f.read_text())["hyperparameters"]["values"] for f in files]
 
 
-def test_search_space_has_the_three_cells_units_and_clipnorms():
-    space = tuning.search_space(TuneParams())
+def test_search_space_is_the_params_space_one_value_fixed():
+    space = tuning.search_space(TuneParams(space={"cell": ["SimpleRNN", "LSTM", "GRU"],
+                                                  "units": [8, 16], "layers": [2]}))
     by_name = {p.name: p for p in space.space}
     assert list(by_name["cell"].values) == ["SimpleRNN", "LSTM", "GRU"]
-    assert len(by_name["units"].values) > 1 and len(by_name["clipnorm"].values) > 1
-    assert "layers" not in by_name  # an empty list: not searched
+    assert list(by_name["units"].values) == [8, 16]
+    assert type(by_name["layers"]).__name__ == "Fixed" and by_name["layers"].value == 2
+    assert set(by_name) == {"cell", "units", "layers"}  # the rest: the model's defaults
+
+
+def test_an_empty_space_is_an_error_before_any_search(tmp_path):
+    with pytest.raises(tuning.PipelineError, match="tune.space is empty"):
+        tuning.run_search(tiny_task(), TINY.model_copy(update={"space": {}}), seed=0,
+                          tuner_root=tmp_path / ".tuner", verbose=0)
+    assert not (tmp_path / ".tuner").exists()
 
 
 def test_hparams_override_only_model_keys():
@@ -110,26 +120,30 @@ def test_run_stage_writes_hparams_only_and_a_report(tmp_path, monkeypatch):
     state = tmp_path / ".tuner" / "tiny" / "key"
     state.mkdir(parents=True)
     best = {**BASE, "cell": "LSTM"}
+    table = [{"trial_id": "0", "status": "COMPLETED", "score": 0.25, "epochs": 1,
+              "cell": "LSTM"}]
     result = {"hparams": best, "score": 0.25, "objective": "val_loss", "trials": 3,
-              "run_id": "abc"}
+              "run_id": "abc", "minutes": 0.5, "budget_spent": False, "table": table}
     calls = []
     monkeypatch.setattr(tuning, "run_search", lambda *a, **k: calls.append((a, k)) or result)
     out, report = tmp_path / "models" / "best_hparams.json", tmp_path / "reports" / "t.json"
-    tuning.run_stage(tiny_task(), TINY, 1, out, report)
+    tuning.run_stage(tiny_task(), TINY, 1, out, report, tmp_path / "trials.json")
     assert calls[0][1] == {"tuner_root": tmp_path / ".tuner"}
     assert json.loads(out.read_text()) == best
-    written = json.loads(report.read_text())
-    assert written.pop("seconds") >= 0
-    assert written == {"objective": "val_loss", "best_score": 0.25, "trials": 3,
-                       "tuner": "random", "best_hparams": best}
+    assert json.loads(report.read_text()) == {
+        "objective": "val_loss", "best_score": 0.25, "trials": 3, "tuner": "random",
+        "minutes": 0.5, "max_minutes": None, "budget_spent": False, "best_hparams": best}
+    # the plot's table: one row per trial, with a number for its x axis
+    assert json.loads((tmp_path / "trials.json").read_text()) == [{"trial": 0, **table[0]}]
     assert not (tmp_path / ".tuner" / "tiny").exists()  # a finished search is not resumed
 
     # a distributed worker only runs trials: the chief writes the result
     out.unlink()
     report.unlink()
+    (tmp_path / "trials.json").unlink()
     monkeypatch.setattr(tuning, "run_search", lambda *a, **k: None)
-    tuning.run_stage(tiny_task(), TINY, 1, out, report)
-    assert not out.exists() and not report.exists()
+    tuning.run_stage(tiny_task(), TINY, 1, out, report, tmp_path / "trials.json")
+    assert not out.exists() and not report.exists() and not (tmp_path / "trials.json").exists()
 
 
 @pytest.mark.slow
@@ -137,7 +151,7 @@ def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking
                                                               monkeypatch):
     monkeypatch.setattr(tuning, "TUNER_ROOT", tmp_path / ".tuner")
     out, report = tmp_path / "best_hparams.json", tmp_path / "tuning.json"
-    tuning.run_stage(tiny_task(), TINY, 1, out, report)
+    tuning.run_stage(tiny_task(), TINY, 1, out, report, tmp_path / "trials.json")
     hparams = json.loads(out.read_text())
     assert set(hparams) == set(BASE)
     assert hparams["cell"] in ("SimpleRNN", "LSTM", "GRU")
@@ -218,7 +232,7 @@ def test_an_interrupted_search_continues_from_its_finished_trials(tmp_path, trac
     assert sorted(c.data.tags["trial_id"] for c in children) == ["0", "1", "2"]
 
     # other search settings start afresh, and drop the stale search
-    other = TINY.model_copy(update={"units": [3, 5]})
+    other = TINY.model_copy(update={"space": {**TINY.space, "units": [3, 5]}})
     tuning.run_search(tiny_task(), other, seed=3, tuner_root=root, verbose=0)
     assert len(list((root / "tiny").iterdir())) == 1
     assert {v["units"] for v in trial_values(root / "tiny")} <= {3, 5}

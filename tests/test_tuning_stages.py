@@ -71,14 +71,18 @@ def run_params(project: str, model: Path) -> dict:
     return mlflow.MlflowClient().get_run(run_id).data.params
 
 
-def tune_then_hparams(project: str, tune, params: Params, processed: Path, models: Path
-                      ) -> tuple[dict, dict, Path]:
-    """Run the tune stage, then the hparams stage; (best_hparams, report, hparams.json)."""
-    best, report = models / "best_hparams.json", models.parent.parent / "reports" / "tuning.json"
-    tune(params, processed, processed / "vocab.json", best, report)
+def tune_then_hparams(project: str, tune, params: Params, processed: Path, models: Path,
+                      **paths) -> tuple[dict, dict, list[dict], Path]:
+    """Run the tune stage, then the hparams stage; (best_hparams, report, trials,
+    hparams.json)."""
+    reports = models.parent.parent / "reports"
+    best, report, trials = (models / "best_hparams.json", reports / "tuning.json",
+                            reports / "tuning_trials.json")
+    tune(params, processed, processed / "vocab.json", best, report, trials, **paths)
     resolved = models / "hparams.json"
     hparams.hparams(params, best, resolved, project=project)
-    return json.loads(best.read_text()), json.loads(report.read_text()), resolved
+    return (json.loads(best.read_text()), json.loads(report.read_text()),
+            json.loads(trials.read_text()), resolved)
 
 
 def rnn_layers(model: keras.Model) -> list:
@@ -88,22 +92,29 @@ def rnn_layers(model: keras.Model) -> list:
 
 
 @pytest.mark.slow
-def test_imdb_tune_then_train_with_the_tuned_hyperparameters(workdir):
+def test_imdb_hyperband_then_train_with_the_tuned_hyperparameters(workdir):
     processed = workdir / "processed"
     write_imdb(processed)
+    vectors = workdir / "word_vectors.npy"
+    np.save(vectors, np.random.default_rng(0).normal(size=(20, 8)).astype("float32"))
     params = tiny_params(imdb={"use_tuned": True, "epochs": 1})
+    t = params.imdb.tune
     models = workdir / "models" / "imdb"
-    best, report, resolved = tune_then_hparams("imdb", imdb_tune.tune, params, processed, models)
-    # best_hparams.json: the model hyperparameters alone; the search's result in the report
+    best, report, trials, resolved = tune_then_hparams("imdb", imdb_tune.tune, params, processed,
+                                                       models, vectors=vectors)
+    # best_hparams.json: the model hyperparameters alone, each from the space when searched
     assert best.keys() == params.imdb.train.model.model_dump().keys()
-    assert best["units"] in params.imdb.tune.units
-    assert report["trials"] == params.imdb.tune.max_trials and report["best_hparams"] == best
+    assert all(best[key] in values for key, values in t.space.items())
+    assert report["tuner"] == "hyperband" and report["best_hparams"] == best
+    assert report["trials"] == t.max_trials == len(trials)
+    # Hyperband: three models for 1 epoch, then the best of them goes on to 3
+    assert sorted(row["epochs"] for row in trials) == [1, 1, 1, 3]
+    assert not report["budget_spent"] and report["max_minutes"] is None
     assert json.loads(resolved.read_text()) == best  # use_tuned: the tuned values, all of them
 
-    imdb_train.train(params, processed, processed / "vocab.json", resolved, models)
+    imdb_train.train(params, processed, processed / "vocab.json", resolved, vectors, models)
     logged = run_params("imdb", models / "model.keras")
-    for key in ("cell", "units", "clipnorm"):
-        assert logged[f"model.{key}"] == str(best[key])
+    assert {key: logged[f"model.{key}"] for key in best} == {k: str(v) for k, v in best.items()}
     model = keras.models.load_model(models / "model.keras")
     rnns = rnn_layers(model)
     assert rnns and all(type(r).__name__ == best["cell"] for r in rnns)
@@ -116,22 +127,42 @@ def test_charlm_tune_then_train_with_the_tuned_hyperparameters(workdir):
     write_charlm(processed)
     params = tiny_params(charlm={"use_tuned": True, "epochs": 1})
     models = workdir / "models" / "charlm"
-    best, report, resolved = tune_then_hparams("charlm", charlm_tune.tune, params, processed,
-                                               models)
+    best, report, trials, resolved = tune_then_hparams("charlm", charlm_tune.tune, params,
+                                                       processed, models)
     assert best.keys() == params.charlm.train.model.model_dump().keys()
-    assert report["trials"] == params.charlm.tune.max_trials
+    assert report["trials"] == params.charlm.tune.max_trials == len(trials)
     assert report["objective"] == "val_loss" and report["best_hparams"] == best
-    assert best["cell"] in ("SimpleRNN", "LSTM", "GRU")
+    assert best["seq_length"] in params.charlm.tune.space["seq_length"]
 
     charlm_train.train(params, processed, processed / "vocab.json", resolved, models)
+    logged = run_params("charlm", models / "model.keras")
+    assert {key: logged[f"model.{key}"] for key in best} == {k: str(v) for k, v in best.items()}
     model = keras.models.load_model(models / "model.keras")
     rnns = rnn_layers(model)
     assert [type(r).__name__ for r in rnns] == [best["cell"]]
     assert rnns[0].units == best["units"]
     # the tune run and its trials are in the project's experiment
     runs = mlflow.search_runs(experiment_names=["rnnpipe-charlm"], output_format="list")
-    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(trials) == params.charlm.tune.max_trials
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == params.charlm.tune.max_trials
+
+
+@pytest.mark.slow
+def test_the_budget_stops_the_search_and_keeps_the_best_finished_trial(workdir, monkeypatch):
+    from rnnpipe.core import search
+
+    processed = workdir / "processed"
+    write_charlm(processed)
+    raw = yaml.safe_load((ROOT / "tests" / "params_tiny.yaml").read_text())
+    raw["charlm"]["tune"].update(max_trials=50, max_minutes=0.001)  # 0.06 s: one trial
+    params = Params.model_validate(raw)
+    models = workdir / "models" / "charlm"
+    best, report, trials, _ = tune_then_hparams("charlm", charlm_tune.tune, params, processed,
+                                                models)
+    assert report["budget_spent"] and report["max_minutes"] == 0.001
+    assert report["trials"] == len(trials) == 1  # not 50: no trial started after the budget
+    assert best == report["best_hparams"]
+    assert not (workdir / search.TUNER_ROOT / "charlm").exists()
 
 
 def test_crop_keeps_the_start_of_reviews():

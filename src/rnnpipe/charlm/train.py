@@ -38,10 +38,10 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
     v = Vocabulary.load(vocab)
     train_ids, valid_ids = load_ids(processed / "train.npz"), load_ids(processed / "valid.npz")
     training.set_seed(params.seed)
-    feed = make_feed(train_ids, valid_ids, p.feed, p.batch_size, p.seq_length)
+    feed = make_feed(train_ids, valid_ids, p.feed, p.batch_size, hp["seq_length"])
     model = feed.build(hp, len(v))
-    run_settings = {"feed": p.feed, "seq_length": p.seq_length, "batch_size": p.batch_size,
-                    "epochs": p.epochs, "patience": p.patience}
+    run_settings = {"feed": p.feed, "batch_size": p.batch_size, "epochs": p.epochs,
+                    "patience": p.patience}
     settings = {"train": run_settings, "hp": hp, "seed": params.seed, "vocab": len(v),
                 "data": tracking.file_sha256(processed / "train.npz"),
                 "backend": keras.backend.backend()}
@@ -63,7 +63,8 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
             model, kwargs.pop("x"), kwargs.pop("validation_data"), epochs=p.epochs,
             patience=p.patience, checkpoint_dir=CHECKPOINTS, settings=settings,
             run_id=run.info.run_id,
-            callbacks=[*feed.callbacks, tracking.MlflowMetrics(transform=bits)], verbose=2,
+            callbacks=[*feed.callbacks, tracking.MlflowMetrics(transform=bits),
+                       *training.schedule(hp)], verbose=2,
             **kwargs)
         seconds = time.perf_counter() - t0
         mlflow.log_metric("train_seconds", seconds)

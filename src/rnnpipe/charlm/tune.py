@@ -16,27 +16,33 @@ log = logging.getLogger(__name__)
 
 
 @command("charlm", "tune", *ARGS, help=HELP)
-def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path) -> None:
+def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path,
+         trials: Path) -> None:
     from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
+    from rnnpipe.core.params import CharlmModelParams
     from rnnpipe.core.training import set_seed
 
-    t, p, seed = params.charlm.tune, params.charlm.train, params.seed
+    t, feed_kind, seed = params.charlm.tune, params.charlm.train.feed, params.seed
     vocab_size = len(Vocabulary.load(vocab))
-    seq_length = t.seq_length or p.seq_length
     # contiguous beginnings of the parts: text stays text
     train_ids = load_ids(processed / "train.npz")
     train_ids = train_ids[: round(len(train_ids) * t.train_fraction)]
     valid_ids = load_ids(processed / "valid.npz")
     valid_ids = valid_ids[: round(len(valid_ids) * t.valid_fraction)]
-    feed = make_feed(train_ids, valid_ids, p.feed, p.batch_size, seq_length)
-    log.info("tune charlm: %d train, %d valid characters, feed %s, windows of %d",
-             len(train_ids), len(valid_ids), p.feed, seq_length)
+    log.info("tune charlm: %d train, %d valid characters, feed %s", len(train_ids),
+             len(valid_ids), feed_kind)
+
+    def feed(hp: dict):  # the windows depend on the trial's seq_length
+        return make_feed(train_ids, valid_ids, feed_kind, t.batch_size, hp["seq_length"])
+
+    def data(hp: dict) -> dict:
+        f = feed(hp)
+        return {**f.fit_kwargs, "callbacks": list(f.callbacks)}
+
     task = search.Task(
-        project="charlm", build=lambda hp: feed.build(hp, vocab_size),
-        base=p.model.model_dump(), data=lambda: dict(feed.fit_kwargs),
+        project="charlm", build=lambda hp: feed(hp).build(hp, vocab_size),
+        base=CharlmModelParams().model_dump(), data=data,
         fingerprint=search.fingerprint(processed / "train.npz", processed / "valid.npz", vocab,
-                                       extra={"feed": p.feed, "batch_size": p.batch_size,
-                                              "seq_length": seq_length}),
-        callbacks=feed.callbacks)
+                                       extra={"feed": feed_kind}))
     set_seed(seed)
-    search.run_stage(task, t, seed, out, report)
+    search.run_stage(task, t, seed, out, report, trials)

@@ -20,6 +20,7 @@ MODULES: dict[str, dict[str, str]] = {
         "vocab": "rnnpipe.imdb.prepare",
         "encode": "rnnpipe.imdb.prepare",
         "check_encoded": "rnnpipe.imdb.checks",
+        "embed": "rnnpipe.imdb.embed",
         "tune": "rnnpipe.imdb.tune",
         "hparams": "rnnpipe.core.hparams",
         "train": "rnnpipe.imdb.train",

@@ -112,42 +112,101 @@ class SentimentModelParams(Section):
     layers: int = Field(default=1, ge=1)
     bidirectional: bool = True
     embedding_dim: int = Field(default=128, ge=1)
+    # true: the embedding starts from the embed stage's word vectors (embedding_dim must be
+    # imdb.embed.dim); false: from random values
+    pretrained: bool = False
+    # share of whole word vectors dropped in training (the same words in every time step)
+    embedding_dropout: float = Field(default=0.0, ge=0, lt=1)
     dropout: float = Field(default=0.5, ge=0, lt=1)
-    # "last": the final state; "max"/"mean": pooled over the real (unpadded) steps
-    pooling: Literal["last", "max", "mean"] = "max"
+    # "last": the final state; "max"/"mean": pooled over the real (unpadded) steps;
+    # "maxmean": both, side by side
+    pooling: Literal["last", "max", "mean", "maxmean"] = "max"
     learning_rate: float = Field(default=1.5e-3, gt=0)
+    # the learning rate of epoch e (from 0) is learning_rate x lr_decay^e; 1: constant
+    lr_decay: float = Field(default=1.0, gt=0, le=1)
     clipnorm: float | None = Field(default=1.0, gt=0)
 
 
 class ImdbTrainParams(Section):
     model: SentimentModelParams = SentimentModelParams()
     # the tune stage's best_hparams.json laid over `model` (the hparams stage resolves it)
-    use_tuned: bool = False
+    use_tuned: bool = True
     batch_size: int = Field(default=64, ge=1)
     epochs: int = Field(default=5, ge=1)
     patience: int = Field(default=1, ge=0)
 
 
 class TuneParams(Section):
-    tuner: Literal["random", "bayesian", "hyperband"] = "random"
+    tuner: Literal["random", "bayesian", "hyperband"] = "hyperband"
     objective: Literal["val_loss", "val_accuracy"] = "val_loss"
+    # the most models the search builds
     max_trials: int = Field(default=3, ge=1)
+    # epochs of a trial (hyperband: of its longest trials; it starts most at fewer)
     epochs: int = Field(default=1, ge=1)
+    # the search's time budget: no trial starts after it, a running one stops at its next
+    # epoch's end, and the best finished trial is the answer. null: no limit
+    max_minutes: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=64, ge=1)
     # share of the training data a trial sees
-    train_fraction: float = Field(default=0.2, gt=0, le=1)
-    cells: list[CellType] = Field(default_factory=lambda: ["SimpleRNN", "LSTM", "GRU"],
-                                  min_length=1)
-    units: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
-    clipnorms: list[float] = Field(default_factory=lambda: [0.5, 1.0, 5.0], min_length=1)
-    learning_rates: list[float] = Field(default_factory=lambda: [1e-3], min_length=1)
-    # searched too when not empty (empty: the model params' value)
-    layers: list[int] = Field(default_factory=list)
-    dropouts: list[float] = Field(default_factory=list)
-    # time steps a trial sees: IMDb reviews cut to their first seq_length tokens, charlm
-    # windows of seq_length characters (null: the train stage's setting)
-    seq_length: int | None = Field(default=None, ge=1)
+    train_fraction: float = Field(default=1.0, gt=0, le=1)
     # share of the validation data a trial is scored on
     valid_fraction: float = Field(default=1.0, gt=0, le=1)
+    # model key -> the values to try; a key left out keeps the model schema's default (see
+    # SentimentModelParams, CharlmModelParams), one value fixes it. The keys and every value
+    # are checked against the model's schema.
+    space: dict[str, list] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _space(self):
+        for key, values in self.space.items():
+            if not values:
+                raise ValueError(f"space.{key}: an empty list (give one value to fix a key, "
+                                 "or leave the key out)")
+        return self
+
+
+def _check_space(tune: TuneParams, model: type[Section], section: str) -> None:
+    """Every key of tune.space is a field of `model` and every value one it accepts."""
+    for key, values in tune.space.items():
+        if key not in model.model_fields:
+            raise ValueError(f"space.{key}: not a key of {section} (one of "
+                             f"{', '.join(model.model_fields)})")
+        for value in values:
+            try:
+                model(**{key: value})
+            except ValidationError as e:
+                raise ValueError(f"space.{key}: {value!r} is refused: "
+                                 f"{e.errors()[0]['msg']}") from None
+
+
+class ImdbTuneParams(TuneParams):
+    # reviews cut to their first seq_length tokens in trials (null: encode.max_len)
+    seq_length: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _model_space(self):
+        _check_space(self, SentimentModelParams, "imdb.train.model")
+        return self
+
+
+class CharlmTuneParams(TuneParams):
+    @model_validator(mode="after")
+    def _model_space(self):
+        _check_space(self, CharlmModelParams, "charlm.train.model")
+        return self
+
+
+class ImdbEmbedParams(Section):
+    # word2vec vectors for the vocabulary's words, learnt from the training split and (with
+    # use_unsup) the 50,000 unlabelled reviews; never from valid or test
+    use_unsup: bool = True
+    dim: int = Field(default=128, ge=1)
+    window: int = Field(default=5, ge=1)
+    min_count: int = Field(default=2, ge=1)
+    epochs: int = Field(default=5, ge=1)
+    skipgram: bool = False  # false: CBOW
+    # threads; 1 gives the same vectors for the same seed, more do not (thread scheduling)
+    workers: int = Field(default=1, ge=1)
 
 
 class ImdbEvaluateParams(Section):
@@ -177,12 +236,29 @@ class ImdbParams(Section):
     vocab: ImdbVocabParams = ImdbVocabParams()
     encode: ImdbEncodeParams = ImdbEncodeParams()
     check_encoded: ImdbCheckEncodedParams = ImdbCheckEncodedParams()
-    tune: TuneParams = TuneParams(max_trials=6, valid_fraction=0.2, seq_length=200,
-                                  units=[16, 32, 64], learning_rates=[2e-3])
+    embed: ImdbEmbedParams = ImdbEmbedParams()
+    tune: ImdbTuneParams = ImdbTuneParams()
     train: ImdbTrainParams = ImdbTrainParams()
     evaluate: ImdbEvaluateParams = ImdbEvaluateParams()
     baseline: ImdbBaselineParams = ImdbBaselineParams()
     promote: PromoteParams = PromoteParams(model_name="imdb-sentiment", metric="accuracy")
+
+    @model_validator(mode="after")
+    def _vectors_fit(self):
+        # pretrained embeddings take the embed stage's vectors as they are: same size
+        dim = self.embed.dim
+        model = self.train.model
+        if model.pretrained and model.embedding_dim != dim:
+            raise ValueError(f"train.model.embedding_dim ({model.embedding_dim}) must be "
+                             f"embed.dim ({dim}) when train.model.pretrained is true")
+        space = self.tune.space
+        default = SentimentModelParams()
+        if True in space.get("pretrained", [default.pretrained]):
+            dims = space.get("embedding_dim", [default.embedding_dim])
+            if any(d != dim for d in dims):
+                raise ValueError(f"tune.space.embedding_dim ({dims}) must be [embed.dim] "
+                                 f"([{dim}]) when tune.space.pretrained may be true")
+        return self
 
 
 # ---------------------------------------------------------------- character LM
@@ -257,16 +333,19 @@ class CharlmModelParams(Section):
     embedding_dim: int = Field(default=64, ge=1)
     dropout: float = Field(default=0.0, ge=0, lt=1)
     learning_rate: float = Field(default=2e-3, gt=0)
+    # the learning rate of epoch e (from 0) is learning_rate x lr_decay^e; 1: constant
+    lr_decay: float = Field(default=1.0, gt=0, le=1)
     clipnorm: float | None = Field(default=1.0, gt=0)
+    # characters per training window; tbptt: gradients flow back seq_length steps, the state
+    # carries further
+    seq_length: int = Field(default=50, ge=1)
 
 
 class CharlmTrainParams(Section):
     model: CharlmModelParams = CharlmModelParams()
-    use_tuned: bool = False
+    use_tuned: bool = True
     # windows: independent windows (the textbook's way); tbptt: stateful contiguous streams
     feed: Literal["windows", "tbptt"] = "tbptt"
-    # tbptt: gradients flow back seq_length steps; the state carries further
-    seq_length: int = Field(default=50, ge=1)
     batch_size: int = Field(default=64, ge=1)
     epochs: int = Field(default=6, ge=1)
     patience: int = Field(default=1, ge=0)
@@ -284,8 +363,7 @@ class CharlmParams(Section):
     check_raw: CharlmCheckRawParams = CharlmCheckRawParams()
     encode: CharlmEncodeParams = CharlmEncodeParams()
     check_encoded: CharlmCheckEncodedParams = CharlmCheckEncodedParams()
-    tune: TuneParams = TuneParams(max_trials=6, valid_fraction=0.2,
-                                  units=[128, 256, 512], learning_rates=[2e-3])
+    tune: CharlmTuneParams = CharlmTuneParams()
     train: CharlmTrainParams = CharlmTrainParams()
     evaluate: CharlmEvaluateParams = CharlmEvaluateParams()
     promote: PromoteParams = PromoteParams(
@@ -306,7 +384,10 @@ def _format_error(err: ValidationError, path: Path) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; see params.yaml and src/rnnpipe/core/params.py)"
-        lines.append(f"  {key}: {msg} (got {e.get('input')!r})")
+        if e["type"] == "value_error":  # a rule across keys: the message names them
+            lines.append(f"  {key}: {msg.removeprefix('Value error, ')}")
+        else:
+            lines.append(f"  {key}: {msg} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 

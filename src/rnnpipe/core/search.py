@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -42,14 +42,11 @@ from rnnpipe.core.atomic import write_json, write_text
 from rnnpipe.core.commands import arg
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import TuneParams
-from rnnpipe.core.training import settings_key
+from rnnpipe.core.training import schedule, settings_key
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = {"val_loss": "min", "val_accuracy": "max"}
-# TuneParams list -> the model-params key it searches
-SPACE = {"cells": "cell", "units": "units", "clipnorms": "clipnorm",
-         "learning_rates": "learning_rate", "layers": "layers", "dropouts": "dropout"}
 RUN_ID_ENV = "RNNPIPE_TUNE_RUN_ID"
 TUNER_ROOT = Path(".tuner")  # outside DVC's outputs, which DVC deletes before a stage runs
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -57,7 +54,9 @@ PACKAGE = Path(__file__).resolve().parents[1]
 ARGS = (arg("processed", type=Path, help="folder with train/valid .npz"),
         arg("vocab", type=Path, help="vocab.json"),
         arg("out", type=Path, help="best_hparams.json (written by the chief or a lone search)"),
-        arg("report", type=Path, help="reports/<project>/tuning.json: the search's result"))
+        arg("report", type=Path, help="reports/<project>/tuning.json: the search's result"),
+        arg("trials", type=Path, help="reports/<project>/tuning_trials.json: one row per "
+                                      "trial (a DVC plot)"))
 HELP = ("search cell type, units, clip norm (params <project>.tune) with Keras Tuner; each "
         "trial a nested MLflow run. With KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
         "KERASTUNER_ORACLE_PORT set: the chief oracle or a worker of a distributed search")
@@ -70,21 +69,24 @@ class Task:
 
     project: str
     build: Callable[[dict], keras.Model]  # model-params dict -> compiled model
-    base: dict  # the project's model params from params.yaml
-    # () -> keyword arguments of model.fit (x, y or a dataset, validation_data, batch_size,
-    # shuffle); called at the start of every trial, so that each trial sees the same batches
-    data: Callable[[], dict]
+    base: dict  # the model schema's defaults: the value of every key the search leaves out
+    # trial's model-params dict -> keyword arguments of model.fit (x, y or a dataset,
+    # validation_data, batch_size, shuffle, callbacks); called at the start of every trial,
+    # so that each trial sees the same batches
+    data: Callable[[dict], dict]
     fingerprint: str  # of the data and its settings, so other data start a fresh search
-    callbacks: list = field(default_factory=list)  # deep-copyable (Keras Tuner copies them)
 
 
 def declare(hp: keras_tuner.HyperParameters, tune: TuneParams) -> dict:
     """Declare the search space in `hp`; returns {model key: value chosen for this trial}."""
+    if not tune.space:
+        raise PipelineError("tune.space is empty: give at least one model key and the values "
+                            "to try (see params.yaml)")
     values = {}
-    for list_name, key in SPACE.items():
-        choices = getattr(tune, list_name)
-        if choices:  # an empty list: not searched, the model params' value stays
-            values[key] = hp.Choice(key, list(choices))
+    for key, choices in tune.space.items():
+        # one value: fixed (shown in every trial, not searched)
+        values[key] = (hp.Fixed(key, choices[0]) if len(choices) == 1
+                       else hp.Choice(key, list(choices)))
     return values
 
 
@@ -97,7 +99,14 @@ def search_space(tune: TuneParams) -> keras_tuner.HyperParameters:
 def hparams_from(values: dict, base: dict) -> dict:
     """The full model-params dict of a trial: `base` with its searched keys overridden
     (Keras Tuner's own entries such as Hyperband's "tuner/epochs" left out)."""
-    return {**base, **{k: v for k, v in values.items() if k in base}}
+    return {**base, **{k: _like(v, base[k]) for k, v in values.items() if k in base}}
+
+
+def _like(value, default):
+    # Keras Tuner hands back a boolean choice as 0/1
+    if isinstance(default, bool) and not isinstance(value, bool):
+        return bool(value)
+    return value
 
 
 class ProjectHyperModel(keras_tuner.HyperModel):
@@ -113,18 +122,74 @@ class ProjectHyperModel(keras_tuner.HyperModel):
         return self.task.build(hparams)
 
     def fit(self, hp, model, *args, **kwargs):
-        return model.fit(*args, **self.task.data(), **kwargs)
+        hparams = hparams_from(hp.values, self.base)
+        data = self.task.data(hparams)
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *data.pop("callbacks", []),
+                               *schedule(hparams)]
+        return model.fit(*args, **data, **kwargs)
+
+
+class Budget:
+    """The search's time budget, counted across interruptions: the seconds spent are kept in
+    `path` (in the search's state folder) at the end of every trial."""
+
+    def __init__(self, path: Path, max_minutes: float | None):
+        self.path, self.limit = Path(path), None if max_minutes is None else max_minutes * 60
+        try:
+            self.spent_before = float(self.path.read_text())
+        except (OSError, ValueError):
+            self.spent_before = 0.0
+        self.start = time.monotonic()
+
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.start
+
+    def over(self) -> bool:
+        return self.limit is not None and self.spent() >= self.limit
+
+    def save(self) -> None:
+        write_text(self.path, f"{self.spent():.1f}\n")
+
+
+class StopAtBudget(keras.callbacks.Callback):
+    """Ends a trial at the end of the epoch in which the budget runs out."""
+
+    def __init__(self, budget: Budget):
+        super().__init__()
+        self.budget = budget
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.budget.over():
+            self.model.stop_training = True
+
+
+def budgeted(oracle, budget: Budget) -> None:
+    """No new trial once the budget is spent: the oracle answers STOPPED, as when max_trials
+    is reached (a retried trial still runs)."""
+    populate = oracle.populate_space
+
+    def populate_space(trial_id):
+        if budget.over():
+            log.info("the search's time budget is spent (%.1f min): no new trial",
+                     budget.spent() / 60)
+            return {"status": keras_tuner.engine.trial.TrialStatus.STOPPED}
+        return populate(trial_id)
+
+    oracle.populate_space = populate_space
 
 
 class _MlflowTrials:
-    """Mixin: each trial runs inside a child MLflow run of `self.parent_run_id`."""
+    """Mixin: each trial runs inside a child MLflow run of `self.parent_run_id`, and stops at
+    the end of the epoch in which `self.budget` runs out."""
 
     parent_run_id: str
     objective_name: str
+    budget: Budget
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), tracking.MlflowMetrics()]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), tracking.MlflowMetrics(),
+                               StopAtBudget(self.budget)]
         with _trial_run(self.parent_run_id, trial.trial_id, self.tuner_id):
             mlflow.log_params(values)
             histories = super().run_trial(trial, *args, **kwargs)
@@ -133,6 +198,10 @@ class _MlflowTrials:
             if scores:
                 best = min if DIRECTIONS[self.objective_name] == "min" else max
                 mlflow.log_metric("score", float(np.mean([best(s) for s in scores])))
+            mlflow.log_metric("epochs", max((len(h.epoch) for h in histories), default=0))
+            if self.budget.over():
+                mlflow.set_tag("cut_by_budget", "true")
+        self.budget.save()
         return histories
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
@@ -170,7 +239,8 @@ def _trial_run(parent_run_id: str, trial_id: str, tuner_id: str) -> mlflow.Activ
 
 
 def make_tuner(hypermodel: keras_tuner.HyperModel, tune: TuneParams, seed: int,
-               directory: Path, project_name: str) -> keras_tuner.Tuner:
+               directory: Path, project_name: str,
+               budget: Budget | None = None) -> keras_tuner.Tuner:
     objective = keras_tuner.Objective(tune.objective, DIRECTIONS[tune.objective])
     common = dict(hypermodel=hypermodel, objective=objective, seed=seed,
                   directory=str(directory), project_name=project_name, overwrite=False)
@@ -179,10 +249,16 @@ def make_tuner(hypermodel: keras_tuner.HyperModel, tune: TuneParams, seed: int,
     elif tune.tuner == "bayesian":
         tuner = BayesianTuner(max_trials=tune.max_trials, **common)
     else:
-        # Hyperband sizes its brackets from max_epochs; max_trials caps the number of models
-        tuner = HyperbandTuner(max_epochs=tune.epochs, factor=3, **common)
+        # Hyperband sizes its brackets from max_epochs and starts new rounds of brackets until
+        # max_trials (models) or the time budget ends it
+        tuner = HyperbandTuner(max_epochs=tune.epochs, factor=3, hyperband_iterations=10_000,
+                               **common)
         tuner.oracle.max_trials = tune.max_trials
     tuner.objective_name = tune.objective
+    tuner.budget = budget or Budget(directory / project_name / "budget_seconds.txt",
+                                    tune.max_minutes)
+    if isinstance(tuner.oracle, keras_tuner.Oracle):  # a worker's is a client of the chief's
+        budgeted(tuner.oracle, tuner.budget)
     return tuner
 
 
@@ -233,6 +309,7 @@ def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Pa
         for old in directory.iterdir():  # searches of other settings are stale
             if old.name != key:
                 shutil.rmtree(old, ignore_errors=True)
+    declare(keras_tuner.HyperParameters(), tune)  # an empty space: an error before anything
     hypermodel = ProjectHyperModel(task, tune, seed)
     tracking.setup(task.project)
     if who == "worker":
@@ -250,6 +327,9 @@ def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Pa
                      os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
         _search(tuner, task, tune, verbose)
         result, table = summarize(tuner.oracle, task.base, tune)
+        result["minutes"] = round(tuner.budget.spent() / 60, 2)
+        result["budget_spent"] = tuner.budget.over()
+        result["table"] = table
         _log_summary(result, table)
         result["run_id"] = run.info.run_id
     return result
@@ -257,7 +337,7 @@ def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Pa
 
 def _search(tuner, task: Task, tune: TuneParams, verbose: int) -> None:
     try:
-        tuner.search(callbacks=list(task.callbacks), epochs=tune.epochs, verbose=verbose)
+        tuner.search(epochs=tune.epochs, verbose=verbose)
     except RuntimeError as e:
         # the oracle stops after 3 failed trials in a row, with the last trial's traceback
         if "consecutive failures" not in str(e):
@@ -311,7 +391,9 @@ def summarize(oracle, base: dict, tune: TuneParams) -> tuple[dict, list[dict]]:
                             f"error:\n{why}")
     best = oracle.get_best_trials(1)[0]
     table = [{"trial_id": t.trial_id, "status": t.status, "score": t.score,
-              **{k: v for k, v in t.hyperparameters.values.items() if k in base}}
+              "epochs": t.hyperparameters.values.get("tuner/epochs", tune.epochs),
+              **{k: _like(v, base[k]) for k, v in t.hyperparameters.values.items()
+                 if k in base and len(tune.space.get(k, ())) > 1}}
              for t in trials]
     result = {"hparams": hparams_from(best.hyperparameters.values, base),
               "score": float(best.score), "objective": tune.objective, "trials": len(done)}
@@ -356,19 +438,22 @@ def plot_scores(df, objective: str):
     return Image.open(buf)
 
 
-def run_stage(task: Task, tune: TuneParams, seed: int, out: Path, report: Path) -> None:
-    """The tune stage: search, then write best_hparams.json and the report, and drop the
-    search's state (a finished search is not resumed)."""
+def run_stage(task: Task, tune: TuneParams, seed: int, out: Path, report: Path,
+              trials: Path) -> None:
+    """The tune stage: search, then write best_hparams.json, the report and the trials table,
+    and drop the search's state (a finished search is not resumed)."""
     start = time.perf_counter()
     result = run_search(task, tune, seed, tuner_root=TUNER_ROOT)
     if result is None:
         log.info("worker done in %.0f s (the chief writes %s)", time.perf_counter() - start, out)
         return
-    write_json(out, result["hparams"])
+    write_json(trials, [{"trial": int(row["trial_id"]), **row} for row in result["table"]])
     write_json(report, {"objective": result["objective"], "best_score": result["score"],
                         "trials": result["trials"], "tuner": tune.tuner,
-                        "seconds": round(time.perf_counter() - start, 1),
+                        "minutes": result["minutes"], "max_minutes": tune.max_minutes,
+                        "budget_spent": result["budget_spent"],
                         "best_hparams": result["hparams"]})
+    write_json(out, result["hparams"])
     shutil.rmtree(TUNER_ROOT / task.project, ignore_errors=True)
     log.info("wrote %s in %.0f s: %s = %.4f with %s", out, time.perf_counter() - start,
              result["objective"], result["score"], result["hparams"])

@@ -168,6 +168,24 @@ class _Shuffled(keras.utils.PyDataset):
         return tuple(a[rows] for a in self.arrays)
 
 
+class EpochDecay(keras.callbacks.Callback):
+    """Learning rate = base x decay^epoch, set when each epoch begins: a resumed run, or a
+    Hyperband trial that goes on from an earlier one, gets the rate of its epoch."""
+
+    def __init__(self, base: float, decay: float):
+        super().__init__()
+        self.base, self.decay = base, decay
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = self.base * self.decay ** epoch
+
+
+def schedule(hp: dict) -> list:
+    """The callbacks that the hyperparameters ask for (lr_decay below 1)."""
+    decay = hp.get("lr_decay", 1.0)
+    return [EpochDecay(hp["learning_rate"], decay)] if decay != 1.0 else []
+
+
 class _SetEpoch(keras.callbacks.Callback):
     """Tells a feed that orders its data by (seed, epoch) which epoch begins."""
 

@@ -41,29 +41,62 @@ class MaskedPooling(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def build_sentiment_model(hp: dict, vocab_size: int) -> keras.Model:
+def build_sentiment_model(hp: dict, vocab_size: int, vectors=None) -> keras.Model:
     """hp: the fields of params.SentimentModelParams. Input: int ids [batch, time], 0 = pad.
-    Output: probability of a positive review [batch, 1]."""
+    Output: probability of a positive review [batch, 1]. With hp["pretrained"], `vectors`
+    ([vocab_size, embedding_dim], the embed stage's) are the embedding's starting values."""
     cell = CELLS[hp["cell"]]
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
-    x = layers.Embedding(vocab_size, hp["embedding_dim"], mask_zero=True, name="embedding")(ids)
+    embedding = layers.Embedding(vocab_size, hp["embedding_dim"], mask_zero=True,
+                                 name="embedding")
+    x = embedding(ids)
+    if hp.get("embedding_dropout"):
+        # drops whole word vectors (the same ones at every step), not single numbers
+        x = layers.SpatialDropout1D(hp["embedding_dropout"], name="embedding_dropout")(x)
     for i in range(hp["layers"]):
         # every layer but the last returns the sequence; so does the last unless we keep
         # only its final state ("last" pooling)
         seq = i < hp["layers"] - 1 or hp["pooling"] != "last"
         rnn = cell(hp["units"], return_sequences=seq, name=f"{hp['cell'].lower()}_{i}")
         x = layers.Bidirectional(rnn, name=f"bi_{i}")(x) if hp["bidirectional"] else rnn(x)
-    if hp["pooling"] != "last":
+    if hp["pooling"] == "maxmean":
+        x = layers.Concatenate(name="maxmean_pool")(
+            [MaskedPooling("max", name="max_pool")(x), MaskedPooling("mean", name="mean_pool")(x)])
+    elif hp["pooling"] != "last":
         x = MaskedPooling(hp["pooling"], name=f"{hp['pooling']}_pool")(x)
     x = layers.Dropout(hp["dropout"])(x)
     out = layers.Dense(1, activation="sigmoid", name="positive")(x)
     model = keras.Model(ids, out, name="sentiment")
+    if hp.get("pretrained"):
+        if vectors is None:
+            raise ValueError("pretrained is true but no word vectors were given")
+        if tuple(vectors.shape) != (vocab_size, hp["embedding_dim"]):
+            raise ValueError(f"word vectors of shape {tuple(vectors.shape)} do not fit the "
+                             f"vocabulary ({vocab_size}) and embedding_dim "
+                             f"({hp['embedding_dim']}): embedding_dim must be the vectors' size")
+        embedding.set_weights([vectors])
     model.compile(
         optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
     return model
+
+
+def read_vectors(path, vocab_size: int):
+    """The embed stage's word vectors [vocab_size, dim] (a .npy file, read without pickle)."""
+    import numpy as np
+
+    from rnnpipe.core.errors import PipelineError
+
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"cannot read word vectors {path}: {e}") from None
+    if vectors.ndim != 2 or len(vectors) != vocab_size:
+        raise PipelineError(f"word vectors {path} have shape {vectors.shape}, not "
+                            f"[{vocab_size} (the vocabulary), dim]: rerun the embed stage")
+    return vectors.astype("float32")
 
 
 def predict_proba(model: keras.Model, ids, lengths, batch_size: int = 256):

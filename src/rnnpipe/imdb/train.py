@@ -24,24 +24,29 @@ STAGE = "imdb_train"
          arg("processed", type=Path, help="folder with train/valid .npz"),
          arg("vocab", type=Path, help="vocab.json"),
          arg("hparams", type=Path, help="models/imdb/hparams.json (the hparams stage's)"),
+         arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's), "
+                                        "read when the hyperparameters say pretrained"),
          arg("outdir", type=Path, help="models/imdb: model.keras, vocab.json, history.json"),
          help="train the sentiment RNN, early-stopping on validation loss; log to MLflow")
-def train(params: Params, processed: Path, vocab: Path, hparams: Path, outdir: Path) -> None:
+def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: Path,
+          outdir: Path) -> None:
     import mlflow
 
     from rnnpipe.core import tracking, training
-    from rnnpipe.imdb.model import build_sentiment_model
+    from rnnpipe.imdb.model import build_sentiment_model, read_vectors
 
     p = params.imdb.train
     hp = hparams_file.read(hparams)
     v = Vocabulary.load(vocab)
     tr, va = read_split(processed, "train"), read_split(processed, "valid")
     max_len = tr["ids"].shape[1]
+    weights = read_vectors(vectors, len(v)) if hp.get("pretrained") else None
     training.set_seed(params.seed)
-    model = build_sentiment_model(hp, len(v))
+    model = build_sentiment_model(hp, len(v), weights)
     run_settings = {"batch_size": p.batch_size, "epochs": p.epochs, "patience": p.patience}
     settings = {"hp": hp, "train": run_settings, "seed": params.seed, "vocab": len(v),
-                "data": tracking.file_sha256(processed / "train.npz")}
+                "data": tracking.file_sha256(processed / "train.npz"),
+                "vectors": tracking.file_sha256(vectors) if weights is not None else None}
     resume_id = training.resumable_run_id(CHECKPOINTS, settings)
     with tracking.train_run("imdb", STAGE, "imdb-train", resume_id) as run:
         if resume_id is None:
@@ -54,12 +59,14 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, outdir: P
             tracking.log_data({str(processed / "train.npz"): processed / "train.npz"})
             tracking.log_data({str(processed / "valid.npz"): processed / "valid.npz"},
                               context="validation")
+            if weights is not None:
+                tracking.log_data({str(vectors): vectors}, context="pretraining")
         t = time.perf_counter()
         model, history = training.fit(
             model, dataset(tr, p.batch_size, max_len, seed=params.seed),
             dataset(va, p.batch_size, max_len), epochs=p.epochs, patience=p.patience,
             checkpoint_dir=CHECKPOINTS, settings=settings, run_id=run.info.run_id,
-            callbacks=[tracking.MlflowMetrics()], verbose=2)
+            callbacks=[tracking.MlflowMetrics(), *training.schedule(hp)], verbose=2)
         mlflow.log_metric("train_seconds", time.perf_counter() - t)
         with atomic_path(outdir / "model.keras") as tmp:
             model.save(tmp)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnpipe.core.commands import command
+from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
 from rnnpipe.core.search import ARGS, HELP
 from rnnpipe.core.vocab import Vocabulary
@@ -29,29 +29,34 @@ def crop(split: dict, seq_length: int | None) -> dict:
             "lengths": np.minimum(split["lengths"], seq_length)}
 
 
-@command("imdb", "tune", *ARGS, help=HELP)
-def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path) -> None:
+@command("imdb", "tune", *ARGS,
+         arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's)"),
+         help=HELP)
+def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path, trials: Path,
+         vectors: Path) -> None:
     from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
+    from rnnpipe.core.params import SentimentModelParams
     from rnnpipe.core.training import set_seed
     from rnnpipe.imdb.inputs import dataset
-    from rnnpipe.imdb.model import build_sentiment_model
+    from rnnpipe.imdb.model import build_sentiment_model, read_vectors
 
-    t, p, seed = params.imdb.tune, params.imdb.train, params.seed
+    t, seed = params.imdb.tune, params.seed
     vocab_size = len(Vocabulary.load(vocab))
     tr, va = read_split(processed, "train"), read_split(processed, "valid")
     # a seeded random share: the rows are in the order of the archive, grouped by label
     tr = crop(rows(tr, search.subsample(len(tr["ids"]), t.train_fraction, seed)), t.seq_length)
     va = crop(rows(va, search.subsample(len(va["ids"]), t.valid_fraction, seed)), t.seq_length)
     max_len = tr["ids"].shape[1]
+    weights = read_vectors(vectors, vocab_size) if True in t.space.get("pretrained", ()) else None
     log.info("tune imdb: %d train, %d valid reviews of up to %d tokens", len(tr["ids"]),
              len(va["ids"]), max_len)
     task = search.Task(
         project="imdb",
-        build=lambda hp: build_sentiment_model(hp, vocab_size),
-        base=p.model.model_dump(),
-        data=lambda: {"x": dataset(tr, p.batch_size, max_len, seed=seed),
-                      "validation_data": dataset(va, p.batch_size, max_len)},
+        build=lambda hp: build_sentiment_model(hp, vocab_size, weights),
+        base=SentimentModelParams().model_dump(),
+        data=lambda hp: {"x": dataset(tr, t.batch_size, max_len, seed=seed),
+                         "validation_data": dataset(va, t.batch_size, max_len)},
         fingerprint=search.fingerprint(processed / "train.npz", processed / "valid.npz", vocab,
-                                       extra={"batch_size": p.batch_size}))
+                                       *([vectors] if weights is not None else [])))
     set_seed(seed)
-    search.run_stage(task, t, seed, out, report)
+    search.run_stage(task, t, seed, out, report, trials)
