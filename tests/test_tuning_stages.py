@@ -98,7 +98,9 @@ def test_imdb_hyperband_then_train_with_the_tuned_hyperparameters(workdir):
     vectors = workdir / "word_vectors.npy"
     np.save(vectors, np.random.default_rng(0).normal(size=(20, 8)).astype("float32"))
     params = tiny_params(imdb={"use_tuned": True, "epochs": 1})
-    t = params.imdb.tune
+    # Hyperband: three models for 1 epoch, then the best of them goes on to 3
+    t = params.imdb.tune.model_copy(update={"tuner": "hyperband", "max_trials": 4, "epochs": 3})
+    params = params.model_copy(update={"imdb": params.imdb.model_copy(update={"tune": t})})
     models = workdir / "models" / "imdb"
     best, report, trials, resolved = tune_then_hparams("imdb", imdb_tune.tune, params, processed,
                                                        models, vectors=vectors)
@@ -107,7 +109,6 @@ def test_imdb_hyperband_then_train_with_the_tuned_hyperparameters(workdir):
     assert all(best[key] in values for key, values in t.space.items())
     assert report["tuner"] == "hyperband" and report["best_hparams"] == best
     assert report["trials"] == t.max_trials == len(trials)
-    # Hyperband: three models for 1 epoch, then the best of them goes on to 3
     assert sorted(row["epochs"] for row in trials) == [1, 1, 1, 3]
     assert not report["budget_spent"] and report["max_minutes"] is None
     assert json.loads(resolved.read_text()) == best  # use_tuned: the tuned values, all of them
