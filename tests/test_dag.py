@@ -116,13 +116,18 @@ PARAM_EDITS = [
     ("charlm.train.epochs", 3, {"charlm_train"}),
     ("charlm.tune.max_trials", 1, {"charlm_tune"}),
     ("charlm.promote.metric", "bits_per_char", {"charlm_register"}),
+    # the comparison trains its own models: the main train stage never reruns for it
+    ("imdb.compare.epochs", 1, {"imdb_compare"}),
+    ("charlm.compare.sample_length", 10, {"charlm_compare"}),
+    ("charlm.train.feed", "windows", {"charlm_tune", "charlm_train", "charlm_compare"}),
 ]
 MODULE_EDITS = [
     ("src/rnnpipe/imdb/baseline.py", {"imdb_baseline"}),
-    ("src/rnnpipe/charlm/sampler.py", {"charlm_evaluate"}),
-    ("src/rnnpipe/imdb/metrics.py", {"imdb_evaluate", "imdb_baseline"}),
+    ("src/rnnpipe/charlm/sampler.py", {"charlm_evaluate", "charlm_compare"}),
+    ("src/rnnpipe/imdb/metrics.py", {"imdb_evaluate", "imdb_baseline", "imdb_compare"}),
     ("src/rnnpipe/core/hparams.py", {"imdb_hparams", "charlm_hparams", "imdb_train",
-                                     "charlm_train"}),
+                                     "charlm_train", "imdb_compare", "charlm_compare"}),
+    ("src/rnnpipe/core/compare.py", {"imdb_compare", "charlm_compare"}),
 ]
 
 

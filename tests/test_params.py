@@ -66,8 +66,8 @@ def _set(*keys, value):
      "greater than 0"),
     (_set("imdb", "ingest", "valid_fraction", value=1.5), "imdb.ingest.valid_fraction",
      "less than 1"),
-    (_set("imdb", "train", "model", "cell", value="Transformer"), "imdb.train.model.cell",
-     "'SimpleRNN', 'LSTM' or 'GRU'"),
+    (_set("imdb", "train", "model", "cell", value="Attention"), "imdb.train.model.cell",
+     "'SimpleRNN', 'LSTM', 'GRU' or 'Transformer'"),
     (_set("charlm", "download", "timeout_s", value=0), "charlm.download.timeout_s",
      "greater than 0"),
     (_set("seed", value=[1, 2]), "seed", "valid integer"),
@@ -85,8 +85,32 @@ def _set(*keys, value):
      "space.units: an empty list"),
     (_set("imdb", "tune", "space", value={"units": [32, 0]}), "imdb.tune",
      "space.units: 0 is refused: Input should be greater than or equal to 1"),
-    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Transformer"]}), "imdb.tune",
-     "space.cell: 'Transformer' is refused"),
+    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Attention"]}), "imdb.tune",
+     "space.cell: 'Attention' is refused"),
+    # self-attention: heads divide the width, reviews fit the position table
+    (lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", units=8, heads=3),
+     "imdb.train.model", "heads (3) must divide units (8), the Transformer's width"),
+    (lambda raw: raw["charlm"]["train"]["model"].update(cell="Transformer", units=16, heads=5),
+     "charlm.train.model", "heads (5) must divide units (16)"),
+    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Transformer"], "units": [8, 12],
+                                          "heads": [8]}), "imdb.tune",
+     "space.heads: 8 does not divide space.units 12"),
+    (lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", max_positions=20),
+     "imdb", "train.model.max_positions (20) is shorter than encode.max_len (30)"),
+    (_set("imdb", "tune", "space", value={"cell": ["Transformer"], "max_positions": [64, 16]}),
+     "imdb", "tune.space.max_positions (16) is shorter than the reviews a trial reads (30"),
+    (_set("imdb", "compare", "attention", value={"max_positions": 29}), "imdb",
+     "compare.attention.max_positions (29) is shorter than encode.max_len (30)"),
+    (_set("charlm", "compare", "attention", value={"cell": "GRU"}), "charlm.compare",
+     "compare.attention.cell: the attention row is a Transformer"),
+    (_set("charlm", "compare", "recurrent", value={"cell": "Transformer"}), "charlm.compare",
+     "compare.recurrent.cell: the recurrent row takes a recurrent cell"),
+    (_set("imdb", "compare", "attention", value={"head": 2}), "imdb.compare",
+     "compare.attention.head: not a key of imdb.train.model"),
+    (_set("imdb", "compare", "attention", value={"heads": 0}), "imdb.compare",
+     "compare.attention.heads: 0 is refused"),
+    (_set("charlm", "compare", "max_minutes", value=0), "charlm.compare.max_minutes",
+     "greater than 0"),
     (_set("charlm", "tune", "space", value={"unit": [8]}), "charlm.tune",
      "space.unit: not a key of charlm.train.model"),
     (_set("imdb", "tune", "space", value={"pooling": ["max"], "embedding_dim": [8, 16],
@@ -162,7 +186,7 @@ def test_tuned_hparams_are_checked_by_the_schema(tmp_path):
     hp = resolve(given, True, path, key)
     assert (hp["cell"], hp["units"], hp["embedding_dim"]) == ("GRU", 256, given.embedding_dim)
     assert hp.keys() == given.model_dump().keys()
-    for bad in ('{"cell": "Transformer"}',  # not a cell
+    for bad in ('{"cell": "Attention"}',  # not a cell
                 '{"hparams": {"cell": "GRU"}}',  # the old layout: an unknown key now
                 "not json"):
         path.write_text(bad)

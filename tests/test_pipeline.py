@@ -178,3 +178,41 @@ def test_generate_from_the_saved_model(tiny_pipeline):
     first = run(cmd, repo, env).stdout
     assert first.startswith("The island") and len(first.rstrip("\n")) == len("The island") + 40
     assert run(cmd, repo, env).stdout == first
+
+
+def test_compare_reports_both_rows_with_the_same_budget(tiny_pipeline):
+    repo = tiny_pipeline.repo
+    vocab = read_json(repo, "data/processed/charlm/vocab.json")
+    with np.load(repo / "data/processed/charlm/train.npz") as z:
+        train = z["ids"]
+    with np.load(repo / "data/processed/charlm/test.npz") as z:
+        test = z["ids"]
+    for project, budget in (("imdb", 2), ("charlm", 2)):  # compare.epochs in params_tiny
+        rows = read_json(repo, f"reports/{project}/compare.json")
+        assert set(rows) == {"recurrent", "attention"}
+        hp = read_json(repo, f"models/{project}/hparams.json")
+        assert rows["recurrent"]["model"].removeprefix("Bi").startswith(hp["cell"])
+        assert rows["attention"]["model"].startswith("Transformer-")
+        for row in rows.values():
+            assert 1 <= row["epochs"] <= budget and row["cut_by_budget"] is False
+            assert row["params"] > 0 and row["train_minutes"] >= 0
+        table = (repo / f"reports/{project}/compare.md").read_text()
+        assert "| recurrent | " in table and "| attention | Transformer-" in table
+    imdb = read_json(repo, "reports/imdb/compare.json")
+    for row in imdb.values():
+        assert 0.5 <= row["test_accuracy"] <= 1 and row["reviews_per_second"] > 0
+    charlm = read_json(repo, "reports/charlm/compare.json")
+    for row in charlm.values():
+        # both learn the tiny novel: below a uniform and a unigram guess on held-out text
+        assert row["test_loss"] < unigram_loss(train, test, vocab["size"]) < math.log(
+            vocab["size"])
+        assert row["test_bits_per_char"] == pytest.approx(row["test_loss"] / math.log(2))
+        assert row["chars_per_second"] > 0
+    # the recurrent row is the tuned model retrained with the same seed: the train stage's
+    # model with train's own budget is another run, which the comparison did not touch
+    assert "charlm_train" in tiny_pipeline.log and "imdb_compare" in tiny_pipeline.log
+    runs = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").search_runs(
+        [mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name(
+            "rnnpipe-charlm").experiment_id], "tags.stage = 'charlm_compare'")
+    assert sorted(r.data.tags.get("row", "parent") for r in runs) == [
+        "attention", "parent", "recurrent"]

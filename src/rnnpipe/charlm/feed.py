@@ -27,8 +27,10 @@ class Feed:
     callbacks: list = field(default_factory=list)
 
     def build(self, hp: dict, vocab_size: int):
-        return charlm.build_char_lm(hp, vocab_size, stateful=self.stateful,
-                                    batch_size=self.batch_size if self.stateful else None)
+        # a Transformer carries no state: it reads each window of the streams on its own
+        stateful = self.stateful and hp["cell"] != "Transformer"
+        return charlm.build_char_lm(hp, vocab_size, stateful=stateful,
+                                    batch_size=self.batch_size if stateful else None)
 
 
 def make_feed(train_ids: np.ndarray, valid_ids: np.ndarray, feed: str, batch_size: int,

@@ -24,7 +24,8 @@ from rnnpipe.core.vocab import Vocabulary
              help="an MLflow model URI, or a .keras file with vocab.json beside it such as "
                   "models/charlm/model.keras (default: "
                   "models:/<charlm.promote.model_name>@champion)"),
-         help="write text from a prompt, one recurrent step per new character")
+         help="write text from a prompt, one step per new character (recurrent state or "
+              "an attention model's key/value cache)")
 def generate_text(params: Params, prompt: str, length: int, temperature: float, seed: int,
                   top_k: int | None, model: str | None) -> None:
     if length < 0 or temperature <= 0 or not prompt or (top_k is not None and top_k < 1):

@@ -10,6 +10,7 @@ import math
 import keras
 import numpy as np
 
+from rnnpipe.core.attention import encoder
 from rnnpipe.core.errors import PipelineError
 
 CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
@@ -17,24 +18,30 @@ CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": 
 
 def build_char_lm(hp: dict, vocab_size: int, *, stateful: bool = False,
                   batch_size: int | None = None) -> keras.Model:
-    """Embedding -> `layers` recurrent layers (dropout between them) -> Dense logits.
+    """Embedding -> `layers` recurrent layers (dropout between them) -> Dense logits; or, with
+    cell Transformer, Embedding -> causal self-attention (rnnpipe.core.attention) -> logits.
 
     hp: the fields of params.CharlmModelParams. Input ids [batch, time] -> logits
     [batch, time, vocab]. A stateful model needs a fixed batch size: its state carries from
-    one call to the next until its RNN layers are reset (see reset_states).
+    one call to the next until its RNN layers are reset (see reset_states). A Transformer has
+    no state to carry: its context is its position table, seq_length characters.
     """
     if stateful and not batch_size:
         raise ValueError("a stateful model needs batch_size")
     inputs = keras.Input(batch_shape=(batch_size if stateful else None, None), dtype="int32",
                          name="ids")
     x = keras.layers.Embedding(vocab_size, hp["embedding_dim"], name="embedding")(inputs)
-    for i in range(hp["layers"]):
-        if i > 0 and hp["dropout"] > 0:
-            x = keras.layers.Dropout(hp["dropout"], name=f"dropout_{i}")(x)
-        # defaults (tanh, sigmoid, no recurrent dropout, unroll=False, GRU reset_after=True)
-        # keep the cuDNN kernels usable on a GPU
-        x = CELLS[hp["cell"]](hp["units"], return_sequences=True, stateful=stateful,
-                              name=f"rnn_{i}")(x)
+    if hp["cell"] == "Transformer":
+        x = encoder(x, width=hp["units"], heads=hp["heads"], n_layers=hp["layers"],
+                    dropout=hp["dropout"], max_positions=hp["seq_length"], causal=True)
+    else:
+        for i in range(hp["layers"]):
+            if i > 0 and hp["dropout"] > 0:
+                x = keras.layers.Dropout(hp["dropout"], name=f"dropout_{i}")(x)
+            # defaults (tanh, sigmoid, no recurrent dropout, unroll=False, GRU reset_after=True)
+            # keep the cuDNN kernels usable on a GPU
+            x = CELLS[hp["cell"]](hp["units"], return_sequences=True, stateful=stateful,
+                                  name=f"rnn_{i}")(x)
     if hp["dropout"] > 0:
         x = keras.layers.Dropout(hp["dropout"], name="dropout_out")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)

@@ -1,5 +1,6 @@
 """Text generation with carried state: the prompt is read once, then each new character
-costs one recurrent step (`Generator`, with `NumpyStepper`).
+costs one recurrent step (`Generator`, with `NumpyStepper`), or, for an attention model, one
+step against its key/value cache (rnnpipe.core.attention.CachedDecoder).
 
 `step_model(model)` rebuilds a trained char LM (stateful or not) as a stateless functional
 model that takes the RNN states as inputs and returns the new ones, sharing the trained weights:
@@ -20,6 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rnnpipe.charlm import chars
+from rnnpipe.core.attention import CachedDecoder, is_attention, window_loss
 from rnnpipe.core.vocab import Vocabulary
 
 
@@ -144,10 +146,14 @@ class Generator:
 
     def __init__(self, model: keras.Model, vocab: Vocabulary):
         self.vocab = vocab
-        self.stepper = NumpyStepper(model)
+        self.attention = is_attention(model)
+        self.stepper = CachedDecoder(model) if self.attention else NumpyStepper(model)
 
-    def read(self, prompt: str) -> tuple[np.ndarray, list]:
-        """Read the prompt once: the logits of the next character and the carried state."""
+    def read(self, prompt: str) -> tuple[np.ndarray, list | dict]:
+        """Read the prompt once: the logits of the next character and the carried state (an
+        attention model's key/value cache)."""
+        if self.attention:
+            return self.stepper.prefill(chars.encode(prompt, self.vocab))
         states = self.stepper.zero_states()
         for i in chars.encode(prompt, self.vocab):
             logits, states = self.stepper.step(i, states)
@@ -179,7 +185,10 @@ class Generator:
 
 def stream_loss(model: keras.Model, ids: np.ndarray, chunk: int = 2000) -> float:
     """Mean cross-entropy (nats/char) of predicting ids[1:] from what precedes them, reading
-    the text as one continuous stream (state carried across chunks, from a zero state)."""
+    the text as one continuous stream (state carried across chunks, from a zero state). An
+    attention model reads it in overlapping windows of its context (window_loss)."""
+    if is_attention(model):
+        return window_loss(model, ids)
     step = step_model(model)
     fn = compiled(step)
     states = zero_states(step)

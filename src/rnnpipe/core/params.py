@@ -11,14 +11,16 @@ import atexit
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from rnnpipe.core.errors import PipelineError
 
-CellType = Literal["SimpleRNN", "LSTM", "GRU"]
+# Transformer: self-attention (rnnpipe.core.attention) instead of a recurrent cell; `units` is
+# then the model width, `layers` the number of attention blocks, `heads` divides `units`
+CellType = Literal["SimpleRNN", "LSTM", "GRU", "Transformer"]
 
 
 # Where `load_params(..., stage=...)` appends the keys a stage read, when set (tests compare
@@ -125,6 +127,20 @@ class SentimentModelParams(Section):
     # the learning rate of epoch e (from 0) is learning_rate x lr_decay^e; 1: constant
     lr_decay: float = Field(default=1.0, gt=0, le=1)
     clipnorm: float | None = Field(default=1.0, gt=0)
+    # cell Transformer: attention heads, and the position table (the longest review it reads:
+    # at least encode.max_len)
+    heads: int = Field(default=4, ge=1)
+    max_positions: int = Field(default=512, ge=1)
+
+    @model_validator(mode="after")
+    def _heads(self):
+        _check_heads(self.cell, self.units, self.heads)
+        return self
+
+
+def _check_heads(cell: str, units: int, heads: int) -> None:
+    if cell == "Transformer" and units % heads:
+        raise ValueError(f"heads ({heads}) must divide units ({units}), the Transformer's width")
 
 
 class ImdbTrainParams(Section):
@@ -177,6 +193,14 @@ def _check_space(tune: TuneParams, model: type[Section], section: str) -> None:
             except ValidationError as e:
                 raise ValueError(f"space.{key}: {value!r} is refused: "
                                  f"{e.errors()[0]['msg']}") from None
+    # a Transformer trial takes any pair of heads and units the space offers
+    default = model()
+    if "Transformer" in tune.space.get("cell", [default.cell]):
+        for units in tune.space.get("units", [default.units]):
+            for heads in tune.space.get("heads", [default.heads]):
+                if units % heads:
+                    raise ValueError(f"space.heads: {heads} does not divide space.units "
+                                     f"{units} (a Transformer's width)")
 
 
 class ImdbTuneParams(TuneParams):
@@ -194,6 +218,52 @@ class CharlmTuneParams(TuneParams):
     def _model_space(self):
         _check_space(self, CharlmModelParams, "charlm.train.model")
         return self
+
+
+class CompareParams(Section):
+    """The compare stage: the tuned recurrent model (the hparams stage's hparams.json) and an
+    attention model, trained on the same splits with the same budget, scored on test."""
+
+    epochs: int = Field(default=3, ge=1)
+    # per model; a model still training then stops at the end of that epoch. null: no limit
+    max_minutes: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+    patience: int = Field(default=1, ge=0)
+    # model keys laid over hparams.json for each row; the attention row is cell Transformer
+    recurrent: dict[str, Any] = Field(default_factory=dict)
+    attention: dict[str, Any] = Field(default_factory=dict)
+
+    def _check(self, model: type[Section], section: str):
+        for name, keys in (("recurrent", self.recurrent), ("attention", self.attention)):
+            for key, value in keys.items():
+                if key not in model.model_fields:
+                    raise ValueError(f"compare.{name}.{key}: not a key of {section}")
+                try:
+                    model(**{key: value})
+                except ValidationError as e:
+                    raise ValueError(f"compare.{name}.{key}: {value!r} is refused: "
+                                     f"{e.errors()[0]['msg']}") from None
+        if self.recurrent.get("cell") == "Transformer":
+            raise ValueError("compare.recurrent.cell: the recurrent row takes a recurrent cell")
+        if self.attention.get("cell", "Transformer") != "Transformer":
+            raise ValueError("compare.attention.cell: the attention row is a Transformer")
+        return self
+
+
+class ImdbCompareParams(CompareParams):
+    @model_validator(mode="after")
+    def _model_keys(self):
+        return self._check(SentimentModelParams, "imdb.train.model")
+
+
+class CharlmCompareParams(CompareParams):
+    # generation speed: characters written from the prompt at temperature 1
+    prompt: str = Field(default="The island", min_length=1)
+    sample_length: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _model_keys(self):
+        return self._check(CharlmModelParams, "charlm.train.model")
 
 
 class ImdbEmbedParams(Section):
@@ -241,6 +311,7 @@ class ImdbParams(Section):
     train: ImdbTrainParams = ImdbTrainParams()
     evaluate: ImdbEvaluateParams = ImdbEvaluateParams()
     baseline: ImdbBaselineParams = ImdbBaselineParams()
+    compare: ImdbCompareParams = ImdbCompareParams()
     promote: PromoteParams = PromoteParams(model_name="imdb-sentiment", metric="accuracy")
 
     @model_validator(mode="after")
@@ -258,6 +329,27 @@ class ImdbParams(Section):
             if any(d != dim for d in dims):
                 raise ValueError(f"tune.space.embedding_dim ({dims}) must be [embed.dim] "
                                  f"([{dim}]) when tune.space.pretrained may be true")
+        return self
+
+    @model_validator(mode="after")
+    def _positions_fit(self):
+        # a Transformer reads at most max_positions steps; reviews are encode.max_len long
+        longest = self.encode.max_len
+        if self.train.model.cell == "Transformer" and self.train.model.max_positions < longest:
+            raise ValueError(f"train.model.max_positions ({self.train.model.max_positions}) is "
+                             f"shorter than encode.max_len ({longest}), the longest review")
+        default = SentimentModelParams()
+        if "Transformer" in self.tune.space.get("cell", [default.cell]):
+            trial = self.tune.seq_length or longest
+            for n in self.tune.space.get("max_positions", [default.max_positions]):
+                if n < trial:
+                    raise ValueError(f"tune.space.max_positions ({n}) is shorter than the "
+                                     f"reviews a trial reads ({trial}: tune.seq_length, or "
+                                     "encode.max_len)")
+        n = self.compare.attention.get("max_positions", default.max_positions)
+        if n < longest:
+            raise ValueError(f"compare.attention.max_positions ({n}) is shorter than "
+                             f"encode.max_len ({longest}), the longest review")
         return self
 
 
@@ -337,8 +429,14 @@ class CharlmModelParams(Section):
     lr_decay: float = Field(default=1.0, gt=0, le=1)
     clipnorm: float | None = Field(default=1.0, gt=0)
     # characters per training window; tbptt: gradients flow back seq_length steps, the state
-    # carries further
+    # carries further. A Transformer's position table has seq_length rows: its context
     seq_length: int = Field(default=50, ge=1)
+    heads: int = Field(default=4, ge=1)  # cell Transformer: attention heads
+
+    @model_validator(mode="after")
+    def _heads(self):
+        _check_heads(self.cell, self.units, self.heads)
+        return self
 
 
 class CharlmTrainParams(Section):
@@ -366,6 +464,7 @@ class CharlmParams(Section):
     tune: CharlmTuneParams = CharlmTuneParams()
     train: CharlmTrainParams = CharlmTrainParams()
     evaluate: CharlmEvaluateParams = CharlmEvaluateParams()
+    compare: CharlmCompareParams = CharlmCompareParams()
     promote: PromoteParams = PromoteParams(
         model_name="mysterious-island-charlm", metric="loss", greater_is_better=False
     )

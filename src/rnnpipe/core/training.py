@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -184,6 +185,24 @@ def schedule(hp: dict) -> list:
     """The callbacks that the hyperparameters ask for (lr_decay below 1)."""
     decay = hp.get("lr_decay", 1.0)
     return [EpochDecay(hp["learning_rate"], decay)] if decay != 1.0 else []
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at the end of the first epoch that ends `minutes` after training began
+    (None: never); `cut` says whether it did."""
+
+    def __init__(self, minutes: float | None):
+        super().__init__()
+        self.minutes, self.cut = minutes, False
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = epoch + 1 >= self.params.get("epochs", epoch + 2)  # ends anyway: not a cut
+        if (self.minutes is not None and not last
+                and time.perf_counter() - self.start >= 60 * self.minutes):
+            self.model.stop_training = self.cut = True
 
 
 class _SetEpoch(keras.callbacks.Callback):

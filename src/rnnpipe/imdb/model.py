@@ -1,4 +1,5 @@
-"""The sentiment model: a many-to-one RNN over word ids that says how likely a review is positive.
+"""The sentiment model: a many-to-one RNN (or, with cell Transformer, self-attention) over word
+ids that says how likely a review is positive.
 
 Pure Keras 3, so it runs on any backend. LSTM and GRU keep the settings under which Keras uses
 the fused cuDNN kernel on a GPU (default activations, no recurrent_dropout, GRU reset_after).
@@ -9,24 +10,36 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from rnnpipe.core.attention import encoder
+from rnnpipe.core.errors import PipelineError
+
 CELLS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
 
 
 @keras.saving.register_keras_serializable(package="rnnpipe")
 class MaskedPooling(layers.Layer):
-    """Max or mean over time of the steps the mask marks as real (padding left out)."""
+    """Max or mean over time of the steps the mask marks as real (padding left out), or the
+    last real step."""
 
     def __init__(self, mode: str = "max", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("max", "mean"):
-            raise ValueError(f"pooling mode must be 'max' or 'mean', got {mode!r}")
+        if mode not in ("max", "mean", "last"):
+            raise ValueError(f"pooling mode must be 'max', 'mean' or 'last', got {mode!r}")
         self.mode = mode
         self.supports_masking = True
 
     def call(self, x, mask=None):
         if mask is None:
-            return ops.max(x, axis=1) if self.mode == "max" else ops.mean(x, axis=1)
+            return {"max": ops.max, "mean": ops.mean}.get(
+                self.mode, lambda x, axis: x[:, -1])(x, axis=1)
         m = ops.cast(ops.expand_dims(mask, -1), x.dtype)
+        if self.mode == "last":
+            # the last real step wherever the padding is: the step with the highest position
+            # among the real ones
+            steps = ops.cast(ops.arange(ops.shape(x)[1]), x.dtype)
+            last = ops.argmax(m[..., 0] * (steps + 1.0), axis=1)
+            return ops.sum(x * ops.expand_dims(ops.one_hot(last, ops.shape(x)[1],
+                                                           dtype=x.dtype), -1), axis=1)
         if self.mode == "max":
             # padded steps get a very low value, so they never win the max; a review with
             # no real step at all pools to zeros
@@ -45,7 +58,6 @@ def build_sentiment_model(hp: dict, vocab_size: int, vectors=None) -> keras.Mode
     """hp: the fields of params.SentimentModelParams. Input: int ids [batch, time], 0 = pad.
     Output: probability of a positive review [batch, 1]. With hp["pretrained"], `vectors`
     ([vocab_size, embedding_dim], the embed stage's) are the embedding's starting values."""
-    cell = CELLS[hp["cell"]]
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     embedding = layers.Embedding(vocab_size, hp["embedding_dim"], mask_zero=True,
                                  name="embedding")
@@ -53,12 +65,14 @@ def build_sentiment_model(hp: dict, vocab_size: int, vectors=None) -> keras.Mode
     if hp.get("embedding_dropout"):
         # drops whole word vectors (the same ones at every step), not single numbers
         x = layers.SpatialDropout1D(hp["embedding_dropout"], name="embedding_dropout")(x)
-    for i in range(hp["layers"]):
-        # every layer but the last returns the sequence; so does the last unless we keep
-        # only its final state ("last" pooling)
-        seq = i < hp["layers"] - 1 or hp["pooling"] != "last"
-        rnn = cell(hp["units"], return_sequences=seq, name=f"{hp['cell'].lower()}_{i}")
-        x = layers.Bidirectional(rnn, name=f"bi_{i}")(x) if hp["bidirectional"] else rnn(x)
+    if hp["cell"] == "Transformer":
+        # attention reads the review both ways at once: `bidirectional` means nothing here
+        x = encoder(x, width=hp["units"], heads=hp["heads"], n_layers=hp["layers"],
+                    dropout=hp["dropout"], max_positions=hp["max_positions"], causal=False)
+        if hp["pooling"] == "last":
+            x = MaskedPooling("last", name="last_pool")(x)
+    else:
+        x = _recurrent(x, hp)
     if hp["pooling"] == "maxmean":
         x = layers.Concatenate(name="maxmean_pool")(
             [MaskedPooling("max", name="max_pool")(x), MaskedPooling("mean", name="mean_pool")(x)])
@@ -83,11 +97,20 @@ def build_sentiment_model(hp: dict, vocab_size: int, vectors=None) -> keras.Mode
     return model
 
 
+def _recurrent(x, hp: dict):
+    cell = CELLS[hp["cell"]]
+    for i in range(hp["layers"]):
+        # every layer but the last returns the sequence; so does the last unless we keep
+        # only its final state ("last" pooling)
+        seq = i < hp["layers"] - 1 or hp["pooling"] != "last"
+        rnn = cell(hp["units"], return_sequences=seq, name=f"{hp['cell'].lower()}_{i}")
+        x = layers.Bidirectional(rnn, name=f"bi_{i}")(x) if hp["bidirectional"] else rnn(x)
+    return x
+
+
 def read_vectors(path, vocab_size: int):
     """The embed stage's word vectors [vocab_size, dim] (a .npy file, read without pickle)."""
     import numpy as np
-
-    from rnnpipe.core.errors import PipelineError
 
     try:
         vectors = np.load(path, allow_pickle=False)

@@ -1,0 +1,105 @@
+"""The compare stages' shared part: the hyperparameters of each row, training with the same
+budget, and the report (compare.json, a DVC metric; compare.md, a table; an MLflow run)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from rnnpipe.core.atomic import write_json, write_text
+from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.params import CompareParams
+
+log = logging.getLogger(__name__)
+
+ROWS = ("recurrent", "attention")
+
+
+def row_hparams(tuned: dict, compare: CompareParams, row: str, model_cls, key: str) -> dict:
+    """hparams.json (the tuned recurrent model) with the row's keys from params laid over it;
+    the attention row is a Transformer. Checked by the model's schema; `key` names the params
+    section in errors."""
+    overrides = getattr(compare, row)
+    if row == "attention":
+        overrides = {"cell": "Transformer", **overrides}
+    hp = tuned | overrides
+    if row == "recurrent" and hp["cell"] == "Transformer":
+        raise PipelineError(f"the tuned model is a Transformer: give {key}.recurrent.cell "
+                            "(SimpleRNN, LSTM or GRU) for the recurrent row")
+    try:
+        return model_cls(**hp).model_dump()
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise PipelineError(f"{key}.{row}: {e}") from None
+
+
+def fit(model, train, valid, compare: CompareParams, *, seed: int, checkpoint_dir: Path,
+        settings: dict, callbacks=(), **fit_kwargs) -> dict:
+    """Train `model` within the budget (epochs, patience, max_minutes); the logs of its
+    epochs, its minutes and whether the time budget cut it."""
+    from rnnpipe.core import training
+
+    limit = training.TimeLimit(compare.max_minutes)
+    t = time.perf_counter()
+    model, history = training.fit(
+        model, train, valid, epochs=compare.epochs, patience=compare.patience,
+        checkpoint_dir=checkpoint_dir, settings=settings | {"seed": seed},
+        callbacks=[*callbacks, limit], verbose=2, **fit_kwargs)
+    minutes = (time.perf_counter() - t) / 60
+    training.clear_checkpoints(checkpoint_dir)
+    return {"epochs": len(history), "train_minutes": round(minutes, 2),
+            "cut_by_budget": limit.cut, "history": history}
+
+
+def describe(hp: dict) -> str:
+    """A short name of a model: 'BiGRU-128 x 1' or 'Transformer-128, 4 heads x 2'."""
+    if hp["cell"] == "Transformer":
+        return f"Transformer-{hp['units']}, {hp['heads']} heads x {hp['layers']}"
+    bi = "Bi" if hp.get("bidirectional") else ""
+    return f"{bi}{hp['cell']}-{hp['units']} x {hp['layers']}"
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_report(project: str, rows: dict, columns: dict, out: Path, note: str) -> None:
+    """out/compare.json (rows without their hparams and history) and out/compare.md: a
+    table with one row per model, `columns` mapping a row key to its header."""
+    write_json(out / "compare.json", {
+        name: {k: v for k, v in row.items() if k not in ("hparams", "history")}
+        for name, row in rows.items()})
+    lines = [f"# {project}: recurrent vs. self-attention\n", note, "",
+             "| " + " | ".join(["row", *columns.values()]) + " |",
+             "| " + " | ".join(["---"] * (len(columns) + 1)) + " |"]
+    for name, row in rows.items():
+        lines.append("| " + " | ".join([name, *(_cell(row[k]) for k in columns)]) + " |")
+    lines += ["", "Hyperparameters:", ""]
+    for name, row in rows.items():
+        lines.append(f"- {name}: `{row['hparams']}`")
+    write_text(out / "compare.md", "\n".join(lines) + "\n")
+
+
+def log_run(project: str, stage: str, rows: dict, settings: dict) -> None:
+    """One MLflow run for the comparison, a child run per row with its hparams and figures."""
+    import mlflow
+
+    from rnnpipe.core import tracking
+
+    tracking.setup(project)
+    with mlflow.start_run(run_name=f"{project}-compare",
+                          tags={"stage": stage, **tracking.source_tags()}):
+        mlflow.log_params(tracking.flatten({"compare": settings}))
+        for name, row in rows.items():
+            with mlflow.start_run(run_name=f"{project}-compare-{name}", nested=True,
+                                  tags={"stage": stage, "row": name}):
+                mlflow.log_params(tracking.flatten({"model": row["hparams"]}))
+                for e in row["history"]:
+                    mlflow.log_metrics({k: float(v) for k, v in e.items() if k != "epoch"},
+                                       step=int(e["epoch"]))
+                mlflow.log_metrics({k: float(v) for k, v in row.items()
+                                    if isinstance(v, int | float) and not isinstance(v, bool)})

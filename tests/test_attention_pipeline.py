@@ -1,0 +1,60 @@
+"""The attention models through the same pipeline as the recurrent ones: train, evaluate,
+register, the pyfunc and the REST server do not care which builder made the model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+from tests.conftest import BIN, copy_pipeline, run
+from tests.test_serving import served
+
+pytestmark = pytest.mark.slow
+
+
+def test_transformers_train_register_and_serve_like_the_recurrent_models(tiny_pipeline,
+                                                                          tmp_path):
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["imdb"]["train"]["use_tuned"] = False
+    params["imdb"]["train"]["model"].update(cell="Transformer", units=8, heads=2,
+                                            max_positions=30)
+    params["charlm"]["train"]["use_tuned"] = False
+    params["charlm"]["train"]["model"].update(cell="Transformer", units=16, heads=2,
+                                              seq_length=20)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run([str(BIN / "dvc"), "repro", "imdb_register", "charlm_register"], repo, env)
+    ran = {line.split("'")[1] for line in proc.stdout.splitlines()
+           if line.startswith("Running stage")}
+    assert ran == {f"{p}_{s}" for p in ("imdb", "charlm")
+                   for s in ("hparams", "train", "evaluate", "register")}
+    for project in ("imdb", "charlm"):
+        assert json.loads((repo / f"models/{project}/hparams.json").read_text())[
+            "cell"] == "Transformer"
+        decision = json.loads((repo / f"reports/{project}/promotion.json").read_text())
+        assert decision["version"] == 2  # registered beside the recurrent version 1
+    metrics = json.loads((repo / "reports/charlm/metrics.json").read_text())
+    vocab = json.loads((repo / "data/processed/charlm/vocab.json").read_text())
+    assert metrics["test"]["loss"] < 0.9 * math.log(vocab["size"])
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    sentiment = mlflow.pyfunc.load_model("models:/imdb-sentiment/2")
+    out = sentiment.predict(pd.DataFrame({"text": ["Wonderful, I loved it!", "Awful."]}))
+    assert list(out.columns) == ["probability", "label"] and len(out) == 2
+    env = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
+    with served("models:/mysterious-island-charlm/2", repo, env) as url:
+        rows = [{"prompt": "The island", "length": 60, "temperature": 0.8, "seed": 1}]
+        r = requests.post(f"{url}/invocations", json={"dataframe_records": rows}, timeout=120)
+        assert r.status_code == 200, r.text[:500]
+        text = r.json()["predictions"][0]["text"]
+        # longer than the Transformer's context of 20: its cache slid along
+        assert text.startswith("The island") and len(text) == len("The island") + 60
+        again = requests.post(f"{url}/invocations", json={"dataframe_records": rows},
+                              timeout=120)
+        assert again.json()["predictions"][0]["text"] == text
