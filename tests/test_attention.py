@@ -193,7 +193,8 @@ def test_time_limit_stops_after_the_epoch_that_passes_it():
                          callbacks=[limit]).history["loss"]) == 3 and not limit.cut
 
 
-def test_the_search_may_choose_a_transformer(tmp_path, tracking_uri):
+@pytest.mark.usefixtures("tracking_uri")  # a store of its own
+def test_the_search_may_choose_a_transformer(tmp_path):
     from rnnpipe.core import search
     from rnnpipe.core.params import ImdbTuneParams
 
