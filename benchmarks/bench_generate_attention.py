@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_generate import rate  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from rnnpipe.charlm import chars  # noqa: E402
@@ -43,13 +43,6 @@ def rereading(next_logits, vocab, length, context, seed=0):
         p = probabilities(next_logits(np.array(ids[-context:], "int32")), 1.0)
         ids.append(int(rng.choice(len(p), p=p)))
     return ids
-
-
-def rate(fn, n):
-    fn(min(n, 5))  # warm up: tracing, first calls
-    t0 = time.perf_counter()
-    fn(n)
-    return n / (time.perf_counter() - t0)
 
 
 def main() -> None:

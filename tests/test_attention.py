@@ -215,3 +215,23 @@ def test_the_search_may_choose_a_transformer(tmp_path):
     assert result["trials"] == 2
     assert best["cell"] == "Transformer" and best["heads"] in (2, 4)
     SentimentModelParams(**best)  # the answer is a valid model of the schema
+
+
+def test_compare_rows_refuse_a_tuned_transformer_and_bad_attention_keys():
+    from rnnpipe.core.compare import row_hparams
+    from rnnpipe.core.errors import PipelineError
+    from rnnpipe.core.params import ImdbCompareParams
+
+    tuned = SentimentModelParams(units=8).model_dump()
+    compare = ImdbCompareParams(attention={"heads": 3})
+    assert row_hparams(tuned, compare, "recurrent", SentimentModelParams,
+                       "imdb.compare")["cell"] == tuned["cell"]
+    # heads 3 and the tuned width 8: an error naming the row, not a crash in the builder
+    with pytest.raises(PipelineError, match=r"(?s)imdb\.compare\.attention: .*heads \(3\) must "
+                                            r"divide units \(8\)"):
+        row_hparams(tuned, compare, "attention", SentimentModelParams, "imdb.compare")
+    transformer = dict(tuned, cell="Transformer", heads=2)
+    with pytest.raises(PipelineError, match=r"the tuned model is a Transformer: give "
+                                            r"imdb\.compare\.recurrent\.cell"):
+        row_hparams(transformer, ImdbCompareParams(), "recurrent", SentimentModelParams,
+                    "imdb.compare")
