@@ -20,10 +20,12 @@ setup: $(VENV)/.installed
 run: $(VENV)/.installed
 	dvc repro
 
-# the whole suite on 2 workers (the tests that read the shared tiny pipeline run on one of them),
-# with coverage of src/rnnpipe, stage subprocesses included; the floor is in pyproject.toml
+# the whole suite on 2 workers, in the order tests/conftest.py gives (one worker runs the shared
+# tiny pipeline while the other starts on the tests that need nothing), with coverage of
+# src/rnnpipe, stage subprocesses included; the floor is in pyproject.toml
 test: $(VENV)/.installed
-	python -m pytest -n 2 --dist loadgroup --cov --cov-report=term:skip-covered
+	python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --cov \
+		--cov-report=term:skip-covered
 
 # the unit tests alone, for the edit loop
 test-fast: $(VENV)/.installed

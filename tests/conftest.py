@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests import tinydata
 
@@ -16,14 +19,61 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = ROOT / "tests" / "params_tiny.yaml"
 BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
 
+# Coverage of subprocesses (`make test`: coverage's patch = subprocess) costs 2-3 s of CPU in
+# every Python process it starts in, most of it while TensorFlow or DVC imports. Only the
+# `rnnpipe` processes run the code it measures: dvc, mlflow and moto run without it, and the
+# `rnnpipe` they start is this stand-in for the console script, which starts coverage itself.
+COVERAGE_ENV = "COVERAGE_PROCESS_CONFIG"
+_COVERAGE = os.environ.get(COVERAGE_ENV)
+_SHIM_SOURCE = f"""#!{sys.executable}
+import os, sys
+config = os.environ.pop("RNNPIPE_TEST_COVERAGE", None)
+if config:
+    import coverage
+    os.environ["{COVERAGE_ENV}"] = config
+    coverage.process_startup()
+    os.environ.pop("{COVERAGE_ENV}", None)  # not in what this command starts (servers)
+from rnnpipe.cli import main
+sys.exit(main())
+"""
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+
+def _rnnpipe_shim() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="rnnpipe-bin-"))
+    atexit.register(shutil.rmtree, folder, True)
+    (folder / "rnnpipe").write_text(_SHIM_SOURCE)
+    (folder / "rnnpipe").chmod(0o755)
+    return folder
+
+
+SHIM = _rnnpipe_shim() if _COVERAGE else BIN
+RNNPIPE = SHIM / "rnnpipe"  # what the tests (and dvc.yaml's stages) run as `rnnpipe`
+
+
+def without_coverage(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a process that runs none of rnnpipe's code: coverage stays out of it, but
+    passes on to the `rnnpipe` it may start."""
+    env = {k: v for k, v in env.items() if k != COVERAGE_ENV}
+    if _COVERAGE:
+        env["RNNPIPE_TEST_COVERAGE"] = _COVERAGE
+    return env
+
+
+def _order(item) -> int:
+    """Where a test goes in the run (pytest-xdist hands them out in this order, when run with
+    --no-loadscope-reorder as `make test` does)."""
+    if "tiny_pipeline" not in getattr(item, "fixturenames", ()):
+        return 1  # first the tests that need nothing, while the tiny pipeline runs
+    if item.get_closest_marker("scaleout"):
+        return 2  # then the team's stack, which reruns part of the tiny pipeline
+    return 3  # then everything else that reads the tiny pipeline
+
+
 def pytest_collection_modifyitems(items):
-    # with pytest-xdist (--dist loadgroup), the tests of the shared tiny pipeline run on one
-    # worker, so its `dvc repro` runs once
-    for item in items:
-        if "tiny_pipeline" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_pipeline"))
+    # The first test that reads the tiny pipeline goes first: its worker runs the pipeline
+    # (3 minutes) while the other works through the tests that need nothing.
+    first = next((i for i in items if _order(i) == 3), None)
+    items.sort(key=lambda i: 0 if i is first else _order(i))
 
 
 @pytest.fixture
@@ -36,9 +86,9 @@ def tiny_mirror(tmp_path: Path) -> Path:
 
 
 def pipeline_env(mirror: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = without_coverage(os.environ)
     env["RNNPIPE_DATA_MIRROR"] = str(mirror)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = os.pathsep.join(dict.fromkeys([str(SHIM), str(BIN), env.get("PATH", "")]))
     env.pop("MLFLOW_TRACKING_URI", None)
     env["KERAS_BACKEND"] = env.get("KERAS_BACKEND", "tensorflow")
     return env
@@ -82,16 +132,35 @@ def tiny_repo(tmp: Path, env: dict | None = None) -> tuple[Path, dict]:
     return repo, env
 
 
+def _run_folder(tmp_path_factory) -> Path:
+    """The base temporary folder of this test run, seen by every pytest-xdist worker."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory) -> Pipeline:
     """The whole pipeline of both projects, through register, run once per test run by
-    `dvc repro` on tiny data. Read it; to change anything, work on `copy_pipeline(...)`."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    trace = tmp / "params_trace.jsonl"
-    repo, env = tiny_repo(tmp, {"RNNPIPE_PARAMS_TRACE": str(trace)})
-    proc = run([str(BIN / "dvc"), "repro"], repo, env)
-    env = {k: v for k, v in env.items() if k != "RNNPIPE_PARAMS_TRACE"}
-    return Pipeline(repo, env, proc.stdout + proc.stderr, trace)
+    `dvc repro` on tiny data. Read it; to change anything, work on `copy_pipeline(...)`.
+
+    Each pytest-xdist worker has a session of its own: the first to need the pipeline runs it,
+    holding a file lock; the others wait for the lock and read the same folder."""
+    tmp = _run_folder(tmp_path_factory) / "tiny_pipeline"
+    trace, log, status = tmp / "params_trace.jsonl", tmp / "repro.log", tmp / "repro.status"
+    with FileLock(f"{tmp}.lock"):
+        if not tmp.exists():
+            tmp.mkdir()
+            repo, env = tiny_repo(tmp, {"RNNPIPE_PARAMS_TRACE": str(trace)})
+            proc = run([str(BIN / "dvc"), "repro"], repo, env, check=False)
+            log.write_text(proc.stdout + proc.stderr)
+            status.write_text(str(proc.returncode))
+    if not status.exists():
+        pytest.fail(f"setting up the tiny pipeline in {tmp} failed (see the first test that "
+                    "needed it)")
+    if status.read_text() != "0":
+        pytest.fail(f"dvc repro of the tiny pipeline exited {status.read_text()}:\n"
+                    f"{log.read_text()[-5000:]}")
+    return Pipeline(tmp / "repo", pipeline_env(tmp / "mirror"), log.read_text(), trace)
 
 
 def copy_pipeline(pipeline: Pipeline, dest: Path) -> tuple[Path, dict]:

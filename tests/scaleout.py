@@ -34,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 
+from tests.conftest import without_coverage
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG_URI_ENV = "RNNPIPE_TEST_POSTGRES_URI"
@@ -324,7 +326,7 @@ def s3_server(log_dir: Path) -> S3:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = Process("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                            str(port)], log_dir / "moto.log", clean_env())
+                            str(port)], log_dir / "moto.log", without_coverage(clean_env()))
     try:
         wait_for(lambda: requests.get(f"{endpoint}/moto-api/data.json", timeout=2).ok, 60,
                  "moto server", proc.alive, proc.log)
@@ -364,8 +366,9 @@ def tracking_server(log: Path, store_uri: str, destination: str, s3_env: dict,
                     *options: str, timeout: float = 180) -> TrackingServer:
     """`python -m rnnpipe.core.tracking_server` on a free port, up and answering."""
     port = free_port()
-    env = clean_env(MLFLOW_BACKEND_STORE_URI=store_uri,
-                    MLFLOW_ARTIFACTS_DESTINATION=destination, **s3_env)
+    # without coverage: it checks the stores and becomes `mlflow server` (execve)
+    env = without_coverage(clean_env(MLFLOW_BACKEND_STORE_URI=store_uri,
+                                     MLFLOW_ARTIFACTS_DESTINATION=destination, **s3_env))
     proc = Process("mlflow server", [sys.executable, "-m", "rnnpipe.core.tracking_server",
                                      "--host", "127.0.0.1", "--port", str(port),
                                      "--workers", "1", *options], log, env)

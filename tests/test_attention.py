@@ -163,6 +163,7 @@ def test_held_out_loss_of_an_attention_model_reads_overlapping_windows(n):
     assert stream_loss(model, ids) == pytest.approx(got, rel=1e-9)  # the same protocol
 
 
+@pytest.mark.slow  # trains a model
 def test_attention_model_learns_the_text_below_a_uniform_guess():
     text = "the island of lincoln. " * 40
     vocab = char_vocabulary(text)
@@ -193,6 +194,7 @@ def test_time_limit_stops_after_the_epoch_that_passes_it():
                          callbacks=[limit]).history["loss"]) == 3 and not limit.cut
 
 
+@pytest.mark.slow  # a search of 4 trials
 @pytest.mark.usefixtures("tracking_uri")  # a store of its own
 def test_the_search_may_choose_a_transformer(tmp_path):
     from rnnpipe.core import search

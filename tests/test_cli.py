@@ -33,6 +33,7 @@ def test_project_help_lists_its_commands(capsys, project):
         assert name in out
 
 
+@pytest.mark.slow  # a process that imports every command's module
 def test_installed_entry_point_help():
     proc = run([str(BIN / "rnnpipe"), "--help"], cwd=BIN, env=None)
     assert "imdb" in proc.stdout and "charlm" in proc.stdout

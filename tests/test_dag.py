@@ -80,8 +80,8 @@ def changed(repo, env) -> set[str]:
 
 
 @pytest.mark.slow
-def test_second_repro_runs_nothing(tiny_pipeline):
-    repo, env = tiny_pipeline.repo, tiny_pipeline.env
+def test_second_repro_runs_nothing(tiny_pipeline, tmp_path):
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
     assert changed(repo, env) == set()
     proc = dvc(repo, env, "repro")
     assert "Running stage" not in proc.stdout + proc.stderr

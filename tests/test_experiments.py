@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import BIN, copy_pipeline, run
+from tests.conftest import BIN, RNNPIPE, copy_pipeline, run
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def test_exp_run_with_an_unknown_key_fails_naming_it(committed):
 
 
 def rnnpipe(repo, env, *args):
-    return run([str(BIN / "rnnpipe"), *args], repo, env, check=False)
+    return run([str(RNNPIPE), *args], repo, env, check=False)
 
 
 def test_a_stage_run_by_hand_with_a_missing_input_names_it(tiny_pipeline, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, run
+from tests.conftest import BIN, RNNPIPE, copy_pipeline, run
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_download_and_ingest(tiny_pipeline):
                      "passed": {"reviews.parquet": hashlib.sha256(parquet).hexdigest()}}
 
 
-def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline):
+def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline, tmp_path):
     repo = tiny_pipeline.repo
     m = read_json(repo, "reports/imdb/metrics.json")
     assert set(m) == {"valid", "test"} and m["test"]["n"] == 40 and m["valid"]["n"] == 10
@@ -63,7 +63,9 @@ def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline):
     assert list(roc.columns) == ["fpr", "tpr"] and roc["fpr"].is_monotonic_increasing
     history = pd.read_csv(repo / "reports/imdb/plots/history.csv")
     assert list(history["epoch"]) == list(range(len(history)))
-    shown = run([str(BIN / "dvc"), "metrics", "show"], repo, tiny_pipeline.env).stdout
+    # dvc on a copy: the shared repo is only read, by tests that may run at the same time
+    copy, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    shown = run([str(BIN / "dvc"), "metrics", "show"], copy, env).stdout
     for path in ("imdb/metrics.json", "imdb/baseline.json", "imdb/tuning.json", "imdb/embed.json",
                  "charlm/metrics.json", "quality/imdb_raw.json"):
         assert f"reports/{path}" in shown
@@ -173,7 +175,7 @@ def test_offline_scoring_takes_any_number_of_reviews(tiny_pipeline, monkeypatch)
 
 def test_generate_from_the_saved_model(tiny_pipeline):
     repo, env = tiny_pipeline.repo, tiny_pipeline.env
-    cmd = [str(BIN / "rnnpipe"), "charlm", "generate", "--prompt", "The island", "--length",
+    cmd = [str(RNNPIPE), "charlm", "generate", "--prompt", "The island", "--length",
            "40", "--temperature", "0.8", "--seed", "3", "--model", "models/charlm/model.keras"]
     first = run(cmd, repo, env).stdout
     assert first.startswith("The island") and len(first.rstrip("\n")) == len("The island") + 40

@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import BIN, run
+from tests.conftest import BIN, RNNPIPE, run
 
 pytestmark = pytest.mark.slow
+# the tests of one server on one pytest-xdist worker: the server starts once
+ON_THE_SENTIMENT_SERVER = pytest.mark.xdist_group("sentiment_server")
+ON_THE_CHARLM_SERVER = pytest.mark.xdist_group("charlm_server")
 
 SENTIMENT = "imdb-sentiment"
 CHARLM = "mysterious-island-charlm"
@@ -113,6 +116,7 @@ def check_sentiment_answers(preds: list, n: int) -> None:
         assert p["label"] == (1 if p["probability"] >= THRESHOLD["value"] else 0)
 
 
+@ON_THE_SENTIMENT_SERVER
 def test_sentiment_server_answers_reviews(sentiment_url):
     reviews = ["A wonderful, brilliant film. I loved it.", "Boring and awful.", "ok"]
     r = post(sentiment_url, {"inputs": reviews})
@@ -124,6 +128,7 @@ def test_sentiment_server_answers_reviews(sentiment_url):
                                                  abs=1e-5)
 
 
+@ON_THE_SENTIMENT_SERVER
 def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
     odd = ["Très bien 😀😀 素晴らしい映画", "🎬🍿", "wonderful " * 100_000]  # the last: 1 MB
     assert len(odd[2].encode()) >= 1_000_000
@@ -144,11 +149,13 @@ def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
     ({"inputs": ["good", "   "]}, ["review 1 is empty"]),
     (b"not json", ["JSON"]),
 ])
+@ON_THE_SENTIMENT_SERVER
 def test_sentiment_server_rejects_bad_input_and_keeps_serving(sentiment_url, body, fragments):
     assert_400(post(sentiment_url, body), *fragments)
     assert post(sentiment_url, {"inputs": ["still serving"]}).status_code == 200
 
 
+@ON_THE_SENTIMENT_SERVER
 def test_sentiment_server_reads_numbers_and_null_in_inputs_as_text(sentiment_url):
     # MLflow's schema enforcement (a string column) turns them into their text before the
     # model sees them: a defined answer, the same as for the text itself
@@ -158,6 +165,7 @@ def test_sentiment_server_reads_numbers_and_null_in_inputs_as_text(sentiment_url
     assert r.json()["predictions"] == as_text
 
 
+@ON_THE_SENTIMENT_SERVER
 def test_sentiment_server_answers_concurrent_clients(sentiment_url):
     # correctness under concurrency; throughput and latency: benchmarks/bench_serving.py
     reviews = ["A wonderful film", "Awful acting, a waste of time", "Loved it " * 50]
@@ -175,17 +183,18 @@ def test_sentiment_server_answers_concurrent_clients(sentiment_url):
         assert a == pytest.approx(answers[i % 3], abs=1e-6)
 
 
+@ON_THE_SENTIMENT_SERVER
 def test_offline_cli_gives_the_server_answers(sentiment_url, store):
     tmp, env = store
     reviews = ["A wonderful, brilliant film.", "Boring and awful.", "Très bien 😀"]
     served_preds = post(sentiment_url, {"inputs": reviews}).json()["predictions"]
-    out = run([str(BIN / "rnnpipe"), "imdb", "predict", *reviews], tmp, env).stdout
+    out = run([str(RNNPIPE), "imdb", "predict", *reviews], tmp, env).stdout
     offline = [json.loads(line) for line in out.splitlines()]
     assert len(offline) == 3
     for a, b in zip(offline, served_preds, strict=True):
         assert a["label"] == b["label"]
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
-    bad = run([str(BIN / "rnnpipe"), "imdb", "predict", "  "], tmp, env, check=False)
+    bad = run([str(RNNPIPE), "imdb", "predict", "  "], tmp, env, check=False)
     assert bad.returncode == 1 and "review 0 is empty" in bad.stderr
 
 
@@ -193,6 +202,7 @@ def lm_row(**kw) -> dict:
     return {"prompt": "The island", "length": 30, "temperature": 0.8, "seed": 1} | kw
 
 
+@ON_THE_CHARLM_SERVER
 def test_charlm_server_generates_text(charlm_url):
     rows = [lm_row(), lm_row(prompt="The island é", temperature=1.5, seed=2), lm_row()]
     r = post(charlm_url, {"dataframe_records": rows})
@@ -219,6 +229,7 @@ def test_charlm_server_generates_text(charlm_url):
     ([lm_row(temperature=-1.5)], ["'temperature' must be > 0"]),
     ([lm_row(temperature="hot")], ["temperature"]),
 ])
+@ON_THE_CHARLM_SERVER
 def test_charlm_server_rejects_bad_input_and_keeps_serving(charlm_url, rows, fragments):
     assert_400(post(charlm_url, {"dataframe_records": rows}), *fragments)
     assert post(charlm_url, {"dataframe_records": [lm_row(length=5)]}).status_code == 200

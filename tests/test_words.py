@@ -36,10 +36,13 @@ def test_empty_and_blank_reviews_have_no_tokens():
     assert words.tokenize_array(["", "a b", " "]).to_pylist() == [None, ["a", "b"], None]
 
 
-@pytest.mark.slow  # thousands of reviews one at a time
 def test_many_reviews_tokenize_like_one_at_a_time():
-    texts = [f"Review {i}: it isn't bad!<br />Really." for i in range(2500)]  # threaded path
-    assert words.tokenize_array(texts).to_pylist() == [words.tokenize(t) for t in texts]
+    texts = [f"Review {i}: it isn't bad!<br />Really {i % 7}." for i in range(2500)]
+    threaded = words.tokenize_array(texts).to_pylist()  # 1,000 or more: two threads' slices
+    assert threaded == words.tokenize_array(texts, threads=1).to_pylist()
+    # one at a time: the ends, both sides of the slices' boundary, and a spread between
+    for i in [0, 1, 1249, 1250, 1251, 2499, *range(0, 2500, 61)]:
+        assert threaded[i] == words.tokenize(texts[i]), i
 
 
 def _vocab():
