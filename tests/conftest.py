@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from tests import tinydata
+from tests import tinydata, warm_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = ROOT / "tests" / "params_tiny.yaml"
@@ -23,11 +23,17 @@ BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
 # every Python process it starts in, most of it while TensorFlow or DVC imports. Only the
 # `rnnpipe` processes run the code it measures: dvc, mlflow and moto run without it, and the
 # `rnnpipe` they start is this stand-in for the console script, which starts coverage itself.
+# A command that dvc runs (DVC_STAGE is set) goes to the warm runner (tests/warm_stages.py).
 COVERAGE_ENV = "COVERAGE_PROCESS_CONFIG"
 _COVERAGE = os.environ.get(COVERAGE_ENV)
 _SHIM_SOURCE = f"""#!{sys.executable}
 import os, sys
-config = os.environ.pop("RNNPIPE_TEST_COVERAGE", None)
+warm = os.environ.get("{warm_stages.SOCKET_ENV}")
+if warm and os.environ.get("DVC_STAGE"):
+    sys.path.insert(0, {str(ROOT)!r})
+    from tests.warm_stages import hand_over
+    sys.exit(hand_over(warm))
+config = os.environ.pop("{warm_stages.COVERAGE_ENV}", None)
 if config:
     import coverage
     os.environ["{COVERAGE_ENV}"] = config
@@ -46,8 +52,38 @@ def _rnnpipe_shim() -> Path:
     return folder
 
 
-SHIM = _rnnpipe_shim() if _COVERAGE else BIN
+SHIM = _rnnpipe_shim()
 RNNPIPE = SHIM / "rnnpipe"  # what the tests (and dvc.yaml's stages) run as `rnnpipe`
+_warm_socket: str | None = None
+
+
+def warm_socket() -> str | None:
+    """The socket of this process's warm stage runner, started on first use; None when
+    RNNPIPE_TEST_COLD_STAGES=1."""
+    global _warm_socket
+    if os.environ.get("RNNPIPE_TEST_COLD_STAGES") == "1":
+        return None
+    if _warm_socket is None:
+        folder = Path(tempfile.mkdtemp(prefix="rnnpipe-warm-"))
+        env = {k: v for k, v in os.environ.items() if k != COVERAGE_ENV}
+        env.setdefault("KERAS_BACKEND", "tensorflow")
+        with open(folder / "server.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "tests.warm_stages",
+                                     str(folder / "socket")], cwd=ROOT, env=env,
+                                    stdout=subprocess.PIPE, stderr=log)
+        if proc.stdout.readline().strip() != b"ready":
+            proc.kill()
+            pytest.fail(f"the warm stage runner did not start:\n"
+                        f"{(folder / 'server.log').read_text()[-3000:]}")
+
+        def stop() -> None:
+            proc.kill()
+            proc.wait()
+            shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(stop)
+        _warm_socket = str(folder / "socket")
+    return _warm_socket
 
 
 def without_coverage(env: dict[str, str]) -> dict[str, str]:
@@ -55,7 +91,7 @@ def without_coverage(env: dict[str, str]) -> dict[str, str]:
     passes on to the `rnnpipe` it may start."""
     env = {k: v for k, v in env.items() if k != COVERAGE_ENV}
     if _COVERAGE:
-        env["RNNPIPE_TEST_COVERAGE"] = _COVERAGE
+        env[warm_stages.COVERAGE_ENV] = _COVERAGE
     return env
 
 
@@ -91,6 +127,9 @@ def pipeline_env(mirror: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join(dict.fromkeys([str(SHIM), str(BIN), env.get("PATH", "")]))
     env.pop("MLFLOW_TRACKING_URI", None)
     env["KERAS_BACKEND"] = env.get("KERAS_BACKEND", "tensorflow")
+    socket = warm_socket()
+    if socket:
+        env[warm_stages.SOCKET_ENV] = socket
     return env
 
 
