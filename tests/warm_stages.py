@@ -1,4 +1,4 @@
-"""A warm runner for the stage commands that `dvc repro` starts in the tests.
+"""The tests' `rnnpipe` (`stand_in`), and a warm runner for the stage commands `dvc` starts.
 
 Every stage is a fresh `rnnpipe` process that imports TensorFlow, Keras, MLflow or Great
 Expectations: 5-8 s of CPU before it does anything, which on tiny data is most of its time.
@@ -27,6 +27,35 @@ SOCKET_ENV = "RNNPIPE_TEST_WARM_SOCKET"
 COVERAGE_ENV = "RNNPIPE_TEST_COVERAGE"
 
 
+def start_coverage() -> None:
+    """Measure this process when the tests asked for it (`make test`), and not what it starts:
+    tests/conftest.py keeps coverage out of dvc and mlflow and hands its settings to rnnpipe
+    under COVERAGE_ENV."""
+    config = os.environ.pop(COVERAGE_ENV, None)
+    if config:
+        import coverage
+
+        os.environ["COVERAGE_PROCESS_CONFIG"] = config
+        coverage.process_startup(force=True)
+        os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
+
+
+def run_rnnpipe() -> int:
+    start_coverage()  # before rnnpipe is imported, so that its module lines count
+    from rnnpipe.cli import main
+
+    return main(sys.argv[1:]) or 0
+
+
+def stand_in() -> int:
+    """The tests' `rnnpipe` command: a stage that dvc runs (DVC_STAGE is set) goes to the warm
+    runner when there is one; anything else runs here, as the console script would."""
+    path = os.environ.get(SOCKET_ENV)
+    if path and os.environ.get("DVC_STAGE"):
+        return hand_over(path)
+    return run_rnnpipe()
+
+
 def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
     """In the forked child: become the stage process, run it, report its exit status."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -48,16 +77,7 @@ def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
     threading.Thread(target=client_gone, daemon=True).start()
     status = 1
     try:
-        config = os.environ.pop(COVERAGE_ENV, None)
-        if config:
-            import coverage
-
-            os.environ["COVERAGE_PROCESS_CONFIG"] = config
-            coverage.process_startup(force=True)
-            os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
-        from rnnpipe.cli import main
-
-        status = main(sys.argv[1:]) or 0
+        status = run_rnnpipe()
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
