@@ -26,24 +26,27 @@ BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
 # A command that dvc runs (DVC_STAGE is set) goes to the warm runner (tests/warm_stages.py).
 COVERAGE_ENV = "COVERAGE_PROCESS_CONFIG"
 _COVERAGE = os.environ.get(COVERAGE_ENV)
-_SHIM_SOURCE = f"""#!{sys.executable}
+_SHIM_SOURCE = """#!{python}
 import sys
-sys.path.insert(0, {str(ROOT)!r})
-from tests.warm_stages import stand_in
-sys.exit(stand_in())
+sys.path.insert(0, {root!r})
+from tests.warm_stages import {function}
+sys.exit({function}())
 """
 
 
-def _rnnpipe_shim() -> Path:
+def _shims() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="rnnpipe-bin-"))
     atexit.register(shutil.rmtree, folder, True)
-    (folder / "rnnpipe").write_text(_SHIM_SOURCE)
-    (folder / "rnnpipe").chmod(0o755)
+    for name, function in (("rnnpipe", "stand_in"), ("dvc", "stand_in_dvc")):
+        (folder / name).write_text(_SHIM_SOURCE.format(python=sys.executable, root=str(ROOT),
+                                                       function=function))
+        (folder / name).chmod(0o755)
     return folder
 
 
-SHIM = _rnnpipe_shim()
+SHIM = _shims()
 RNNPIPE = SHIM / "rnnpipe"  # what the tests (and dvc.yaml's stages) run as `rnnpipe`
+DVC = SHIM / "dvc"  # the tests' `dvc`: forked from the warm runner (tests/warm_stages.py)
 _warm_socket: str | None = None
 
 
@@ -58,7 +61,7 @@ def warm_socket() -> str | None:
         env = {k: v for k, v in os.environ.items() if k != COVERAGE_ENV}
         env.setdefault("KERAS_BACKEND", "tensorflow")
         with open(folder / "server.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "tests.warm_stages",
+            proc = subprocess.Popen([sys.executable, "-m", "tests.warm_stages", "serve",
                                      str(folder / "socket")], cwd=ROOT, env=env,
                                     stdout=subprocess.PIPE, stderr=log)
         if proc.stdout.readline().strip() != b"ready":
@@ -88,18 +91,41 @@ def without_coverage(env: dict[str, str]) -> dict[str, str]:
 def _order(item) -> int:
     """Where a test goes in the run (pytest-xdist hands them out in this order, when run with
     --no-loadscope-reorder as `make test` does)."""
+    group = item.get_closest_marker("xdist_group")
+    if group and group.args == ("scaleout",):
+        return 1  # the team's stack and its own pipeline, while the tiny pipeline runs
     if "tiny_pipeline" not in getattr(item, "fixturenames", ()):
-        return 1  # first the tests that need nothing, while the tiny pipeline runs
-    if item.get_closest_marker("scaleout"):
-        return 2  # then the team's stack, which reruns part of the tiny pipeline
+        return 2  # then the tests that need nothing
     return 3  # then everything else that reads the tiny pipeline
 
 
 def pytest_collection_modifyitems(items):
     # The first test that reads the tiny pipeline goes first: its worker runs the pipeline
-    # (3 minutes) while the other works through the tests that need nothing.
+    # (2 minutes) while the other starts the scale-out tests (tests/test_scaleout.py), which
+    # run a pipeline of their own against the team's stack.
     first = next((i for i in items if _order(i) == 3), None)
     items.sort(key=lambda i: 0 if i is first else _order(i))
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its tables and nothing in them, made once per worker: a new
+    store runs MLflow's migrations (2-5 s of CPU), so the tests that need an empty store of
+    their own copy this one (`copy_empty_store`). The tiny pipeline makes its own."""
+    import mlflow
+
+    db = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def copy_empty_store(empty_mlflow_store):
+    """copy_empty_store(folder): an empty MLflow store at folder/mlflow.db; returns its URI."""
+    def copy(folder: Path) -> str:
+        shutil.copyfile(empty_mlflow_store, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+    return copy
 
 
 @pytest.fixture
@@ -117,9 +143,16 @@ def pipeline_env(mirror: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join(dict.fromkeys([str(SHIM), str(BIN), env.get("PATH", "")]))
     env.pop("MLFLOW_TRACKING_URI", None)
     env["KERAS_BACKEND"] = env.get("KERAS_BACKEND", "tensorflow")
+    return warm(env)
+
+
+def warm(env: dict[str, str]) -> dict[str, str]:
+    """`env` naming this worker's warm runner (when there is one) to the `rnnpipe` commands
+    and `warm_stages.python_module` commands it starts."""
     socket = warm_socket()
     if socket:
-        env[warm_stages.SOCKET_ENV] = socket
+        env = env | {warm_stages.SOCKET_ENV: socket,
+                     warm_stages.BACKEND_ENV: os.environ.get("KERAS_BACKEND", "tensorflow")}
     return env
 
 
@@ -156,8 +189,8 @@ def tiny_repo(tmp: Path, env: dict | None = None) -> tuple[Path, dict]:
     run(["git", "init", "-q"], repo, env)
     run(["git", "config", "user.email", "tests@localhost"], repo, env)
     run(["git", "config", "user.name", "tests"], repo, env)
-    run([str(BIN / "dvc"), "init", "-q"], repo, env)
-    run([str(BIN / "dvc"), "config", "core.analytics", "false"], repo, env)
+    run([str(DVC), "init", "-q"], repo, env)
+    run([str(DVC), "config", "core.analytics", "false"], repo, env)
     return repo, env
 
 
@@ -180,7 +213,7 @@ def tiny_pipeline(tmp_path_factory) -> Pipeline:
         if not tmp.exists():
             tmp.mkdir()
             repo, env = tiny_repo(tmp, {"RNNPIPE_PARAMS_TRACE": str(trace)})
-            proc = run([str(BIN / "dvc"), "repro"], repo, env, check=False)
+            proc = run([str(DVC), "repro"], repo, env, check=False)
             log.write_text(proc.stdout + proc.stderr)
             status.write_text(str(proc.returncode))
     if not status.exists():

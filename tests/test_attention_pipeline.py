@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import BIN, copy_pipeline, run
+from tests.conftest import DVC, copy_pipeline, run
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_transformers_train_register_and_generate_like_the_recurrent_models(tiny
     params["charlm"]["train"]["model"].update(cell="Transformer", units=16, heads=2,
                                               seq_length=20)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = run([str(BIN / "dvc"), "repro", "imdb_register", "charlm_register"], repo, env)
+    proc = run([str(DVC), "repro", "imdb_register", "charlm_register"], repo, env)
     ran = {line.split("'")[1] for line in proc.stdout.splitlines()
            if line.startswith("Running stage")}
     assert ran == {f"{p}_{s}" for p in ("imdb", "charlm")

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import BIN, ROOT, copy_pipeline, run
+from tests.conftest import DVC, ROOT, copy_pipeline, run
 from tests.depgraph import SRC, _imports, module_file, stage_code
 
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -72,7 +72,7 @@ def test_each_stage_declares_exactly_the_params_it_reads(tiny_pipeline):
 
 
 def dvc(repo, env, *args, check=True):
-    return run([str(BIN / "dvc"), *args], repo, env, check=check)
+    return run([str(DVC), *args], repo, env, check=check)
 
 
 def changed(repo, env) -> set[str]:

@@ -7,13 +7,13 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import BIN, RNNPIPE, copy_pipeline, run
+from tests.conftest import DVC, RNNPIPE, copy_pipeline, run
 
 pytestmark = pytest.mark.slow
 
 
 def dvc(repo, env, *args, check=True):
-    return run([str(BIN / "dvc"), *args], repo, env, check=check)
+    return run([str(DVC), *args], repo, env, check=check)
 
 
 def mlflow_runs(repo) -> dict[str, dict[str, str]]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, RNNPIPE, copy_pipeline, run
+from tests.conftest import DVC, RNNPIPE, copy_pipeline, run
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline, tmp_
     assert list(history["epoch"]) == list(range(len(history)))
     # dvc on a copy: the shared repo is only read, by tests that may run at the same time
     copy, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
-    shown = run([str(BIN / "dvc"), "metrics", "show"], copy, env).stdout
+    shown = run([str(DVC), "metrics", "show"], copy, env).stdout
     for path in ("imdb/metrics.json", "imdb/baseline.json", "imdb/tuning.json", "imdb/embed.json",
                  "charlm/metrics.json", "quality/imdb_raw.json"):
         assert f"reports/{path}" in shown

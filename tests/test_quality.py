@@ -392,11 +392,12 @@ def test_stamp_changes_with_the_data_alone(tmp_path):
     assert (tmp_path / "a.json").read_bytes() != (tmp_path / "b.json").read_bytes()
 
 
-def test_report_and_docs_logged_to_the_active_mlflow_run(reviews, tmp_path, monkeypatch):
+def test_report_and_docs_logged_to_the_active_mlflow_run(reviews, tmp_path, monkeypatch,
+                                                         copy_empty_store):
     import mlflow
 
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(copy_empty_store(tmp_path))
     try:
         mlflow.set_experiment("rnnpipe-quality")  # not the one an earlier test left active
         with mlflow.start_run() as run:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests import tinydata
-from tests.conftest import BIN, copy_pipeline, run
+from tests.conftest import DVC, copy_pipeline, run
 
 
 @pytest.mark.slow
@@ -19,7 +19,7 @@ def test_repro_stops_at_check_raw_on_a_blank_review(tiny_pipeline, tmp_path):
     env["RNNPIPE_DATA_MIRROR"] = str(mirror)
     model = (repo / "models/imdb/model.keras").read_bytes()
 
-    proc = run([str(BIN / "dvc"), "repro", "-f", "imdb_download", "imdb_train"], repo, env,
+    proc = run([str(DVC), "repro", "-f", "imdb_download", "imdb_train"], repo, env,
                check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
@@ -31,7 +31,7 @@ def test_repro_stops_at_check_raw_on_a_blank_review(tiny_pipeline, tmp_path):
     failed = {e["description"] for e in report["expectations"] if not e["success"]}
     assert failed == {"no review text is blank", "every review has at least 10 characters"}
     assert (repo / "models/imdb/model.keras").read_bytes() == model  # nothing after the gate
-    assert "imdb_check_raw" in run([str(BIN / "dvc"), "status", "--json"], repo, env).stdout
+    assert "imdb_check_raw" in run([str(DVC), "status", "--json"], repo, env).stdout
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """A run killed mid-training and started again ends exactly as an uninterrupted one."""
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from rnnpipe.charlm import model as charlm
 from rnnpipe.core import training
 from rnnpipe.imdb import inputs
 from rnnpipe.imdb.model import build_sentiment_model
+from tests.warm_stages import python_module
 
 SEED = 7
 IMDB_HP = {"cell": "GRU", "units": 4, "layers": 1, "bidirectional": False, "embedding_dim": 4,
@@ -141,12 +144,9 @@ def test_charlm_resume_is_exact(tmp_path, epochs_told, feed, dropout):
     assert _same_weights(m2.get_weights(), m1.get_weights())
 
 
-KILLED_CHILD = """
-import os, signal, sys
-import keras
-from tests.test_resume import _charlm_run
-
 class Die(keras.callbacks.Callback):
+    """SIGKILL to this process at the third batch of epoch 1: no clean-up at all."""
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
@@ -154,16 +154,17 @@ class Die(keras.callbacks.Callback):
         if self.epoch == 1 and batch == 2:
             os.kill(os.getpid(), signal.SIGKILL)
 
-_charlm_run("windows", 0.3)(sys.argv[1], [Die()])
-"""
-
 
 @pytest.mark.slow  # trains and kills real runs: integration
 def test_resume_after_sigkill_in_another_process(tmp_path):
     run = _charlm_run("windows", 0.3)
     whole_model, whole = run(tmp_path / "whole", [])
-    child = subprocess.run([sys.executable, "-c", KILLED_CHILD, str(tmp_path / "killed")],
-                           cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    from tests.conftest import warm, without_coverage  # not in the child processes
+
+    # `python -m tests.test_resume DIR` (below), forked from the warm runner when there is one
+    child = subprocess.run(python_module("tests.test_resume", str(tmp_path / "killed")),
+                           cwd=Path(__file__).parents[1], env=warm(without_coverage(os.environ)),
+                           capture_output=True, text=True)
     assert child.returncode == -9, child.stderr[-2000:]
     assert training.resumable_run_id(tmp_path / "killed", {"seed": SEED, "feed": "windows"}
                                      ) is None  # no run id given, but a checkpoint
@@ -185,3 +186,7 @@ def test_resumable_run_id(tmp_path):
     assert training.resumable_run_id(ckpt, settings) == "abc"
     training.clear_checkpoints(ckpt)
     assert training.resumable_run_id(ckpt, settings) is None
+
+
+if __name__ == "__main__":  # the process test_resume_after_sigkill_in_another_process kills
+    _charlm_run("windows", 0.3)(sys.argv[1], [Die()])

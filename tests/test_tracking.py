@@ -11,8 +11,10 @@ from rnnpipe.core.errors import PipelineError
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh project root with its own store (DVC_ROOT, as DVC sets it for a stage)."""
+def store(tmp_path, monkeypatch, copy_empty_store):
+    """A fresh project root with its own (empty) store (DVC_ROOT, as DVC sets it for a
+    stage)."""
+    copy_empty_store(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.warm_stages import python_module
+
 ROOT = Path(__file__).resolve().parents[1]
-MAX_TRIALS = 4
+MAX_TRIALS = 3
 SEED = 5
 
 
@@ -39,15 +41,22 @@ def search(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_chief_and_two_workers_run_one_search(tmp_path):
+def test_a_chief_and_two_workers_run_one_search(tmp_path, copy_empty_store):
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # the store and experiment made before three processes open it at once
-    mlflow.MlflowClient(uri).create_experiment("rnnpipe-tiny")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-           "KERASTUNER_ORACLE_PORT": str(free_port()), "KERAS_BACKEND": "tensorflow",
-           "PYTHONPATH": str(ROOT)}
+    from rnnpipe.core import tracking
+
+    uri = copy_empty_store(tmp_path)
+    # the store and experiment (with the tags tracking.setup gives it) made before three
+    # processes open it at once
+    mlflow.MlflowClient(uri).create_experiment("rnnpipe-tiny", tags=tracking.EXPERIMENT_TAGS)
+    from tests.conftest import warm, without_coverage  # not in the child processes
+
+    # each process forked from this worker's warm runner (tests/warm_stages.py)
+    env = warm(without_coverage(os.environ)) | {
+        "MLFLOW_TRACKING_URI": uri, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": str(free_port()), "KERAS_BACKEND": "tensorflow",
+        "PYTHONPATH": str(ROOT)}
     env.pop("RNNPIPE_TUNE_RUN_ID", None)
     procs, logs = {}, {}
     try:
@@ -56,7 +65,7 @@ def test_a_chief_and_two_workers_run_one_search(tmp_path):
         for tuner_id in ("worker1", "worker2", "chief"):
             logs[tuner_id] = open(tmp_path / f"{tuner_id}.log", "w")  # noqa: SIM115
             procs[tuner_id] = subprocess.Popen(
-                [sys.executable, "-m", "tests.test_tuning_distributed", str(tmp_path)],
+                python_module("tests.test_tuning_distributed", str(tmp_path)),
                 cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": tuner_id},
                 stdout=logs[tuner_id], stderr=subprocess.STDOUT)
         for proc in procs.values():

@@ -55,10 +55,10 @@ def write_charlm(folder: Path, seed: int = 0) -> None:
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
+def workdir(tmp_path, monkeypatch, copy_empty_store) -> Path:
     """cwd = tmp_path (.tuner/ and .checkpoints/ land there), MLflow in tmp_path."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_empty_store(tmp_path))
     for var in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "processed").mkdir()

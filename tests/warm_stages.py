@@ -1,22 +1,34 @@
-"""The tests' `rnnpipe` (`stand_in`), and a warm runner for the stage commands `dvc` starts.
+"""The tests' `rnnpipe` (`stand_in`), and a warm runner for the commands the tests start.
 
-Every stage is a fresh `rnnpipe` process that imports TensorFlow, Keras, MLflow or Great
+Every `rnnpipe` command is a fresh process that imports TensorFlow, Keras, MLflow or Great
 Expectations: 5-8 s of CPU before it does anything, which on tiny data is most of its time.
-The server (`python -m tests.warm_stages SOCKET`) imports those libraries once; the tests'
-`rnnpipe` (tests/conftest.py) hands it each command run by DVC (DVC_STAGE is set) with its
-argv, working directory, environment and stdin/stdout/stderr, and the server forks a child
-that runs `rnnpipe.cli.main` and exits with its status. The child imports rnnpipe itself, so
-coverage (started first when asked) sees the package load. Commands run by the tests
-themselves (the CLI, servers, searches that the tests kill) start cold, like a user's.
+The server (`python -m tests.warm_stages serve SOCKET`) imports those libraries once; the
+tests' `rnnpipe` (tests/conftest.py) hands it each command with its argv, working directory,
+environment and stdin/stdout/stderr, and the server forks a child that runs
+`rnnpipe.cli.main` and exits with its status. The child imports rnnpipe itself, so coverage
+(started first when asked) sees the package load. `python -m tests.warm_stages run MODULE
+ARGS` does the same for `python -m MODULE ARGS` (the distributed search's processes).
 
-RNNPIPE_TEST_COLD_STAGES=1 turns it off: every stage a fresh process.
+The command's process stays the one the test holds, and ends as the child does:
+- the child's exit status comes back (a signal too: the command then kills itself with it);
+- SIGTERM, SIGINT or SIGHUP sent to the command go on to the child;
+- a command killed outright (SIGKILL, as the tests' crashes are) loses its child at once: the
+  child sees the socket close and kills itself with SIGKILL.
+
+The tests' `dvc` (tests/conftest.py: DVC) goes to the same server, without coverage.
+
+These start cold, like a user's: `rnnpipe <project> serve` (it becomes `mlflow models serve`),
+a command whose KERAS_BACKEND is not the server's, and any command with RNNPIPE_TEST_COLD=1.
+RNNPIPE_TEST_COLD_STAGES=1 (tests/conftest.py) starts no server: everything cold.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
+import runpy
 import signal
 import socket
 import sys
@@ -24,7 +36,10 @@ import threading
 import traceback
 
 SOCKET_ENV = "RNNPIPE_TEST_WARM_SOCKET"
+BACKEND_ENV = "RNNPIPE_TEST_WARM_BACKEND"  # the Keras backend the server imported
 COVERAGE_ENV = "RNNPIPE_TEST_COVERAGE"
+COLD_ENV = "RNNPIPE_TEST_COLD"
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def start_coverage() -> None:
@@ -47,18 +62,76 @@ def run_rnnpipe() -> int:
     return main(sys.argv[1:]) or 0
 
 
-def stand_in() -> int:
-    """The tests' `rnnpipe` command: a stage that dvc runs (DVC_STAGE is set) goes to the warm
-    runner when there is one; anything else runs here, as the console script would."""
+def run_module(name: str) -> int:
+    """`python -m name` with sys.argv as it stands."""
+    start_coverage()
+    try:
+        runpy.run_module(name, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+def warm_socket() -> str | None:
+    """The server to hand this process's command to, or None to run it here."""
     path = os.environ.get(SOCKET_ENV)
-    if path and os.environ.get("DVC_STAGE"):
-        return hand_over(path)
+    if not path or os.environ.get(COLD_ENV) == "1":
+        return None
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != os.environ.get(BACKEND_ENV):
+        return None  # the server imported another backend
+    return path
+
+
+def run_dvc() -> int:
+    from dvc.cli import main
+
+    return main(sys.argv[1:]) or 0
+
+
+def stand_in() -> int:
+    """The tests' `rnnpipe` command."""
+    path = warm_socket()
+    if path and "serve" not in sys.argv[2:3]:  # serve execs mlflow: a process of its own
+        return hand_over(path, {"argv": sys.argv})
     return run_rnnpipe()
 
 
+def stand_in_dvc() -> int:
+    """The tests' `dvc` command (no coverage: it runs none of rnnpipe's code)."""
+    path = warm_socket()
+    if path:
+        return hand_over(path, {"argv": sys.argv, "program": "dvc"})
+    return run_dvc()
+
+
+def hand_over(path: str, request: dict) -> int:
+    """Run `request` in the warm server's child; end as it ended."""
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    client.connect(path)
+    request |= {"cwd": os.getcwd(), "env": dict(os.environ)}
+    socket.send_fds(client, [json.dumps(request).encode()], [0, 1, 2])
+    child = int(client.recv(32))
+
+    def forward(signum, frame) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    answer = client.recv(32)
+    code = int(answer) if answer else 1
+    if code < 0:  # the child died of a signal: so does this process
+        if -code in FORWARDED:
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
+
+
 def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
-    """In the forked child: become the stage process, run it, report its exit status."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    """In the forked child: become the command's process, run it, exit with its status."""
+    for signum in (signal.SIGCHLD, *FORWARDED):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -68,16 +141,20 @@ def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
     sys.argv = request["argv"]
 
     def client_gone() -> None:
-        # the command that handed this over was killed (a test's timeout): stop too
-        try:
+        # the command that handed this over was killed outright: a crash, so no clean-up
+        with contextlib.suppress(OSError):
             conn.recv(1)
-        finally:
-            os._exit(1)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=client_gone, daemon=True).start()
     status = 1
     try:
-        status = run_rnnpipe()
+        if "module" in request:
+            status = run_module(request["module"])
+        elif request.get("program") == "dvc":
+            status = run_dvc()
+        else:
+            status = run_rnnpipe()
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
@@ -85,14 +162,21 @@ def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
     atexit._run_exitfuncs()  # what a process does at exit: the params trace, coverage's save
     sys.stdout.flush()
     sys.stderr.flush()
-    try:
-        conn.sendall(str(status).encode())
-    finally:
-        os._exit(status)
+    os._exit(status)
+
+
+def report(conn: socket.socket, pid: int) -> None:
+    """In the server: wait for a child, send its exit status (negative: a signal)."""
+    _, status = os.waitpid(pid, 0)
+    with contextlib.suppress(OSError):
+        conn.send(str(os.waitstatus_to_exitcode(status)).encode())
+    conn.close()
 
 
 def serve(path: str) -> None:
-    # the libraries the stages import; not rnnpipe (each child imports it, under coverage)
+    # the libraries the commands import; not rnnpipe (each child imports it, under coverage)
+    import dvc.cli.parser  # noqa: F401
+    import dvc.repo  # noqa: F401
     import great_expectations  # noqa: F401
     import keras  # noqa: F401
     import mlflow  # noqa: F401
@@ -102,28 +186,33 @@ def serve(path: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     server.bind(path)
     server.listen(16)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     print("ready", flush=True)
     while True:
         conn, _ = server.accept()
         message, fds, _, _ = socket.recv_fds(conn, 1 << 22, 3)
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
             server.close()
             run_child(conn, fds, json.loads(message))
-        conn.close()
         for fd in fds:
             os.close(fd)
+        conn.send(str(pid).encode())
+        threading.Thread(target=report, args=(conn, pid), daemon=True).start()
 
 
-def hand_over(path: str) -> int:
-    """In the tests' `rnnpipe`: run this command in the warm server; its exit status."""
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    client.connect(path)
-    request = {"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-    socket.send_fds(client, [json.dumps(request).encode()], [0, 1, 2])
-    answer = client.recv(16)
-    return int(answer) if answer else 1  # no answer: the child died (a signal)
+def python_module(name: str, *args: str) -> list[str]:
+    """The command line that runs `python -m name args` through the warm server when the
+    environment names one (and cold otherwise)."""
+    return [sys.executable, "-m", "tests.warm_stages", "run", name, *args]
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    if sys.argv[1] == "serve":
+        serve(sys.argv[2])
+    elif sys.argv[1] == "run":
+        name, sys.argv = sys.argv[2], [sys.argv[2], *sys.argv[3:]]
+        path = warm_socket()
+        sys.exit(hand_over(path, {"module": name, "argv": sys.argv}) if path
+                 else run_module(name))
+    else:
+        sys.exit("usage: python -m tests.warm_stages serve SOCKET | run MODULE [ARGS]")
