@@ -1,4 +1,5 @@
-"""The tests' `rnnpipe` (`stand_in`), and a warm runner for the commands the tests start.
+"""The tests' `rnnpipe` and `dvc` (`stand_in`, `stand_in_dvc`), and a warm runner for the commands
+the tests start.
 
 Every `rnnpipe` command is a fresh process that imports TensorFlow, Keras, MLflow or Great
 Expectations: 5-8 s of CPU before it does anything, which on tiny data is most of its time.
