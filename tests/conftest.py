@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
 # every Python process it starts in, most of it while TensorFlow or DVC imports. Only the
 # `rnnpipe` processes run the code it measures: dvc, mlflow and moto run without it, and the
 # `rnnpipe` they start is this stand-in for the console script, which starts coverage itself.
-# A command that dvc runs (DVC_STAGE is set) goes to the warm runner (tests/warm_stages.py).
+# The stand-ins hand their commands to a warm runner (tests/warm_stages.py).
 COVERAGE_ENV = "COVERAGE_PROCESS_CONFIG"
 _COVERAGE = os.environ.get(COVERAGE_ENV)
 _SHIM_SOURCE = """#!{python}

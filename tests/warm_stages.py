@@ -66,11 +66,14 @@ def run_rnnpipe() -> int:
 def run_module(name: str) -> int:
     """`python -m name` with sys.argv as it stands."""
     start_coverage()
-    try:
-        runpy.run_module(name, run_name="__main__", alter_sys=True)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    runpy.run_module(name, run_name="__main__", alter_sys=True)
     return 0
+
+
+def run_dvc() -> int:
+    from dvc.cli import main
+
+    return main(sys.argv[1:]) or 0
 
 
 def warm_socket() -> str | None:
@@ -83,17 +86,11 @@ def warm_socket() -> str | None:
     return path
 
 
-def run_dvc() -> int:
-    from dvc.cli import main
-
-    return main(sys.argv[1:]) or 0
-
-
 def stand_in() -> int:
     """The tests' `rnnpipe` command."""
     path = warm_socket()
     if path and "serve" not in sys.argv[2:3]:  # serve execs mlflow: a process of its own
-        return hand_over(path, {"argv": sys.argv})
+        return hand_over(path, {"program": "rnnpipe", "argv": sys.argv})
     return run_rnnpipe()
 
 
@@ -130,9 +127,9 @@ def hand_over(path: str, request: dict) -> int:
 
 def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
     """In the forked child: become the command's process, run it, exit with its status."""
-    for signum in (signal.SIGCHLD, *FORWARDED):
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any Python process
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -149,13 +146,10 @@ def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
 
     threading.Thread(target=client_gone, daemon=True).start()
     status = 1
+    programs = {"rnnpipe": run_rnnpipe, "dvc": run_dvc,
+                "module": lambda: run_module(request["module"])}
     try:
-        if "module" in request:
-            status = run_module(request["module"])
-        elif request.get("program") == "dvc":
-            status = run_dvc()
-        else:
-            status = run_rnnpipe()
+        status = programs[request["program"]]()
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
@@ -213,7 +207,7 @@ if __name__ == "__main__":
     elif sys.argv[1] == "run":
         name, sys.argv = sys.argv[2], [sys.argv[2], *sys.argv[3:]]
         path = warm_socket()
-        sys.exit(hand_over(path, {"module": name, "argv": sys.argv}) if path
-                 else run_module(name))
+        sys.exit(hand_over(path, {"program": "module", "module": name, "argv": sys.argv})
+                 if path else run_module(name))
     else:
         sys.exit("usage: python -m tests.warm_stages serve SOCKET | run MODULE [ARGS]")
