@@ -33,11 +33,13 @@ def test_project_help_lists_its_commands(capsys, project):
         assert name in out
 
 
-@pytest.mark.slow  # a process that imports every command's module
+@pytest.mark.slow  # a process of its own
 def test_installed_entry_point_help():
-    proc = run([str(BIN / "rnnpipe"), "--help"], cwd=BIN, env=None)
-    assert "imdb" in proc.stdout and "charlm" in proc.stdout
-    assert "download" in proc.stdout and "ingest" in proc.stdout
+    # one command's help imports that command's module alone (the whole listing imports
+    # TensorFlow: test_help_lists_projects_and_their_commands reads it in-process)
+    proc = run([str(BIN / "rnnpipe"), "charlm", "download", "--help"], cwd=BIN, env=None)
+    assert proc.stdout.startswith("usage: rnnpipe charlm download")
+    assert "official URL" in proc.stdout
 
 
 IMPORTED = """

@@ -3,6 +3,9 @@ model they trained, data versions as dataset inputs."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import mlflow
 import pytest
 
@@ -80,3 +83,45 @@ def test_data_files_are_logged_as_dataset_inputs_named_by_path_and_hash(store):
     assert len(inputs) == 1
     assert inputs[0].dataset.name == "data/processed/imdb/train.npz@1e50210a"  # md5 of the bytes
     assert inputs[0].dataset.digest == "1e50210a"
+
+
+def _setup_at_once(n: int) -> list[str]:
+    """tracking.setup("imdb") in n forked processes released together, as a search's chief and
+    workers start; returns what each returned (an experiment id, or its error)."""
+    barrier = multiprocessing.get_context("fork").Barrier(n)
+    children = []
+    for _ in range(n):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without pytest's clean-up
+            os.close(read)
+            try:
+                barrier.wait(timeout=30)
+                answer = tracking.setup("imdb")
+            except BaseException as e:  # the parent shows it
+                answer = f"error: {e!r}"
+            os.write(write, answer.encode())
+            os._exit(0)
+        os.close(write)
+        children.append((pid, read))
+    answers = []
+    for pid, read in children:
+        with os.fdopen(read) as f:
+            answers.append(f.read())
+        os.waitpid(pid, 0)
+    return answers
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "untagged"])
+def test_processes_that_start_together_share_one_tagged_experiment(store, existing):
+    """A fresh store (each process creates the experiment), or one whose experiment predates
+    the tag (each process tags it): the losers of the race read what the winner wrote."""
+    if existing:
+        mlflow.set_tracking_uri(tracking.tracking_uri())
+        made = mlflow.MlflowClient().create_experiment(tracking.experiment_name("imdb"))
+    answers = _setup_at_once(6)
+    assert len(set(answers)) == 1 and not answers[0].startswith("error"), answers
+    if existing:
+        assert answers[0] == made
+    experiment = mlflow.MlflowClient(tracking.tracking_uri()).get_experiment(answers[0])
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

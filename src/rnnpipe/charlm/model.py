@@ -50,6 +50,9 @@ def build_char_lm(hp: dict, vocab_size: int, *, stateful: bool = False,
         optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
+    # Adam's slots made now, not inside the first train step: on TensorFlow that would make
+    # tf.function trace the step twice
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import keras
 import mlflow
+import sqlalchemy
 from mlflow.exceptions import MlflowException
 
 from rnnpipe.core.errors import PipelineError
@@ -51,15 +52,32 @@ def setup(project: str) -> str:
         raise PipelineError(f"MLflow tracking store {tracking_uri()}: {e.message}") from None
     if experiment is None:
         location = (project_root() / "mlartifacts").as_uri() if local else None
-        experiment_id = client.create_experiment(name, artifact_location=location,
-                                                 tags=EXPERIMENT_TAGS)
-    else:
+        try:
+            experiment_id = client.create_experiment(name, artifact_location=location,
+                                                     tags=EXPERIMENT_TAGS)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            # another process (a worker of the same search) made it since we looked
+            experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
         experiment_id = experiment.experiment_id
         for k, v in EXPERIMENT_TAGS.items():
             if experiment.tags.get(k) != v:
-                client.set_experiment_tag(experiment_id, k, v)
+                _tag_experiment(client, experiment_id, k, v)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def _tag_experiment(client: mlflow.MlflowClient, experiment_id: str, key: str,
+                    value: str) -> None:
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except (MlflowException, sqlalchemy.exc.IntegrityError):
+        # Two processes that tag at once both insert the tag; the second insert fails. Fine
+        # when the tag now holds what we meant to write.
+        if client.get_experiment(experiment_id).tags.get(key) != value:
+            raise
 
 
 def source_tags() -> dict[str, str]:
