@@ -88,23 +88,32 @@ def without_coverage(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _order(item) -> int:
+# the longest tests (20-30 s each, `make test`): each starts first among its kind, so that
+# the two workers do not end with one of them still running a long test
+LONG_TESTS = {"test_imdb_hyperband_then_train_with_the_tuned_hyperparameters",
+              "test_an_interrupted_search_continues_from_its_finished_trials",
+              "test_exp_run_in_workspace_and_temp_logs_into_the_project_store",
+              "test_an_edit_flags_exactly_the_stages_that_read_it"}
+
+
+def _order(item) -> tuple[int, int]:
     """Where a test goes in the run (pytest-xdist hands them out in this order, when run with
     --no-loadscope-reorder as `make test` does)."""
     group = item.get_closest_marker("xdist_group")
     if group and group.args == ("scaleout",):
-        return 1  # the team's stack and its own pipeline, while the tiny pipeline runs
-    if "tiny_pipeline" not in getattr(item, "fixturenames", ()):
-        return 2  # then the tests that need nothing
-    return 3  # then everything else that reads the tiny pipeline
+        return 1, 0  # the team's stack and its own pipeline, while the tiny pipeline runs
+    # then the tests that need nothing, then everything else that reads the tiny pipeline;
+    # the long ones and the server groups first in each
+    long = item.originalname in LONG_TESTS or group is not None
+    return 2 if "tiny_pipeline" not in getattr(item, "fixturenames", ()) else 3, 0 if long else 1
 
 
 def pytest_collection_modifyitems(items):
     # The first test that reads the tiny pipeline goes first: its worker runs the pipeline
-    # (2 minutes) while the other starts the scale-out tests (tests/test_scaleout.py), which
+    # (about 90 s) while the other starts the scale-out tests (tests/test_scaleout.py), which
     # run a pipeline of their own against the team's stack.
-    first = next((i for i in items if _order(i) == 3), None)
-    items.sort(key=lambda i: 0 if i is first else _order(i))
+    first = next((i for i in items if _order(i)[0] == 3), None)
+    items.sort(key=lambda i: (0, 0) if i is first else _order(i))
 
 
 @pytest.fixture(scope="session")

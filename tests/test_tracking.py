@@ -8,6 +8,7 @@ import os
 
 import mlflow
 import pytest
+import sqlalchemy
 
 from rnnpipe.core import tracking
 from rnnpipe.core.errors import PipelineError
@@ -125,3 +126,42 @@ def test_processes_that_start_together_share_one_tagged_experiment(store, existi
         assert answers[0] == made
     experiment = mlflow.MlflowClient(tracking.tracking_uri()).get_experiment(answers[0])
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_experiment_made_between_the_read_and_the_create_is_used(store, monkeypatch):
+    """The race above, one step at a time: another process creates the experiment after this
+    one found none."""
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    made = mlflow.MlflowClient().create_experiment(tracking.experiment_name("imdb"),
+                                                   tags=tracking.EXPERIMENT_TAGS)
+    real = mlflow.MlflowClient.get_experiment_by_name
+    looks = []
+
+    def not_yet_then_real(self, name):
+        looks.append(name)
+        return None if len(looks) == 1 else real(self, name)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_experiment_by_name", not_yet_then_real)
+    assert tracking.setup("imdb") == made
+    assert len(looks) == 2
+
+
+@pytest.mark.parametrize("winner_wrote", ["custom_model_development", "something else"])
+def test_a_tag_another_process_wrote_first(store, monkeypatch, winner_wrote):
+    """The tag race, one step at a time: another process inserts the tag between this one's
+    read and its write, whose insert then fails. The same value is fine; another is an error."""
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    made = mlflow.MlflowClient().create_experiment(tracking.experiment_name("imdb"))
+    real = mlflow.MlflowClient.set_experiment_tag
+
+    def loses_the_race(self, experiment_id, key, value):
+        real(self, experiment_id, key, winner_wrote)
+        raise sqlalchemy.exc.IntegrityError("INSERT INTO experiment_tags", {}, Exception(
+            "UNIQUE constraint failed: experiment_tags.key, experiment_tags.experiment_id"))
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_experiment_tag", loses_the_race)
+    if winner_wrote == "custom_model_development":
+        assert tracking.setup("imdb") == made
+    else:
+        with pytest.raises(sqlalchemy.exc.IntegrityError, match="UNIQUE constraint"):
+            tracking.setup("imdb")
