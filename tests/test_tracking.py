@@ -9,6 +9,8 @@ import os
 import mlflow
 import pytest
 import sqlalchemy
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
 from rnnpipe.core import tracking
 from rnnpipe.core.errors import PipelineError
@@ -165,3 +167,12 @@ def test_a_tag_another_process_wrote_first(store, monkeypatch, winner_wrote):
     else:
         with pytest.raises(sqlalchemy.exc.IntegrityError, match="UNIQUE constraint"):
             tracking.setup("imdb")
+
+
+def test_a_failed_create_that_is_not_the_race_is_an_error(store, monkeypatch):
+    def busy(self, name, artifact_location=None, tags=None):
+        raise MlflowException("database is locked", error_code=TEMPORARILY_UNAVAILABLE)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "create_experiment", busy)
+    with pytest.raises(MlflowException, match="database is locked"):
+        tracking.setup("imdb")
