@@ -22,11 +22,17 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rnnpipe.charlm.model import build_char_lm  # noqa: E402
 from rnnpipe.imdb.model import build_sentiment_model  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.test_model_builders import counting_traces  # noqa: E402
 
 SENTIMENT = {"cell": "GRU", "units": 8, "layers": 1, "bidirectional": True, "embedding_dim": 8,
              "pretrained": False, "embedding_dropout": 0.0, "dropout": 0.0, "pooling": "max",
@@ -49,18 +55,10 @@ def fit(build, data, old: bool) -> tuple[float, int, list[float]]:
     model = build()
     if old:
         model = as_before(model, SENTIMENT if model.name == "sentiment" else CHARLM)
-    traces = 0
-    step = model.train_step
-
-    def counted(batch):  # runs once per trace, not per step
-        nonlocal traces
-        traces += 1
-        return step(batch)
-
-    model.train_step = counted
+    traces = counting_traces(model)
     x, y = data
     history = model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0)
-    return time.perf_counter() - start, traces, history.history["loss"]
+    return time.perf_counter() - start, len(traces), history.history["loss"]
 
 
 def main() -> None:

@@ -104,8 +104,9 @@ def _order(item) -> tuple[int, int]:
         return 1, 0  # the team's stack and its own pipeline, while the tiny pipeline runs
     # then the tests that need nothing, then everything else that reads the tiny pipeline;
     # the long ones and the server groups first in each
+    kind = 3 if "tiny_pipeline" in getattr(item, "fixturenames", ()) else 2
     long = item.originalname in LONG_TESTS or group is not None
-    return 2 if "tiny_pipeline" not in getattr(item, "fixturenames", ()) else 3, 0 if long else 1
+    return kind, 0 if long else 1
 
 
 def pytest_collection_modifyitems(items):
