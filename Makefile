@@ -1,21 +1,49 @@
-# `make run` and `make test` each set up .venv when it is missing (or pyproject.toml changed).
+# `make run` and `make test` each set up .venv when it is missing (or requirements.lock or
+# pyproject.toml changed), with exactly the versions in requirements.lock; `make lock` refreshes
+# the lock. VENV may be another folder, relative or absolute (make setup VENV=/tmp/venv).
 VENV ?= .venv
 PYTHON ?= python3
-BIN := $(CURDIR)/$(VENV)/bin
+BIN := $(abspath $(VENV))/bin
+LOCK := requirements.lock
 # the virtualenv's bin/ first: dvc stages call `rnnpipe`, `mlflow models serve` calls `uvicorn`
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PORT ?= 5001
 
-.PHONY: setup run test test-fast lint serve-imdb serve-charlm tracking-server clean clean-tracking
+.PHONY: setup lock demo run verify test test-fast lint serve-imdb serve-charlm tracking-server clean \
+	clean-tracking
 
-$(VENV)/.installed: pyproject.toml
+# The locked set first (every package pinned and hash-checked, none resolved here), then the
+# project itself without dependencies and without build isolation: its build backend
+# (setuptools, locked too) comes from the venv, so nothing unlocked is downloaded.
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "$(LOCK) is \
+	for CPython 3.11, $(BIN)/python is " + sys.version.split()[0] + ": make setup \
+	PYTHON=python3.11 with a new VENV (or, unlocked: pip install -e .[dev])")'
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 setup: $(VENV)/.installed
+
+# Re-resolve requirements.lock: the newest versions that pyproject.toml's ranges admit (the main
+# dependencies, the dev and team extras, not gpu), plus the build backend, for CPython 3.11 on
+# Linux x86_64, with the SHA-256 of every file. uv does the resolving (installed into the venv
+# when missing); pip installs from the lock. Then `make setup` installs the new lock.
+# `make lock LOCK_FLAGS=` keeps each current pin that pyproject.toml still admits.
+UV_PLATFORM ?= x86_64-manylinux_2_28
+LOCK_FLAGS ?= --upgrade
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -c 'import tomllib; \
+	print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(BIN)/uv pip compile --quiet pyproject.toml - --extra dev --extra team \
+		--generate-hashes --python-version 3.11 --python-platform $(UV_PLATFORM) \
+		--custom-compile-command "make lock" $(LOCK_FLAGS) -o $(LOCK)
 
 run: $(VENV)/.installed
 	dvc repro
@@ -26,6 +54,16 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --cov \
 		--cov-report=term:skip-covered
+
+# every stage of both projects on a slice of the real data, tiny models (params_demo.yaml), in a
+# scratch copy (src/rnnpipe/demo.py); KEEP=1 keeps the copy and its MLflow store
+demo: $(VENV)/.installed
+	python -m rnnpipe.demo $(if $(KEEP),--keep)
+
+# rerun the pipeline (or STAGES="imdb_vocab imdb_baseline") in a scratch copy, inputs from the
+# DVC cache, and compare every output with dvc.lock and reports/ (src/rnnpipe/verify.py)
+verify: $(VENV)/.installed
+	python -m rnnpipe.verify $(if $(STAGES),--stages $(STAGES))
 
 # the unit tests alone, for the edit loop
 test-fast: $(VENV)/.installed
@@ -41,7 +79,7 @@ serve-imdb: $(VENV)/.installed
 serve-charlm: $(VENV)/.installed
 	rnnpipe charlm serve --port $(PORT)
 
-# an MLflow tracking server for the team (README: Team set-up): runs and registry in PostgreSQL,
+# an MLflow tracking server for the team (docs/team.md): runs and registry in PostgreSQL,
 # artifacts in S3 behind the server. Its environment holds MLFLOW_BACKEND_STORE_URI,
 # MLFLOW_ARTIFACTS_DESTINATION and the S3 keys; it checks both stores before it starts
 TRACKING_HOST ?= 127.0.0.1

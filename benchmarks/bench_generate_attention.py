@@ -26,9 +26,9 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from rnnpipe.charlm import chars  # noqa: E402
 from rnnpipe.charlm.model import build_char_lm  # noqa: E402
+from rnnpipe.charlm.params import CharlmModelParams  # noqa: E402
 from rnnpipe.charlm.sampler import Generator, probabilities  # noqa: E402
 from rnnpipe.core.attention import CachedDecoder  # noqa: E402
-from rnnpipe.core.params import CharlmModelParams  # noqa: E402
 from rnnpipe.core.vocab import char_vocabulary  # noqa: E402
 
 ALPHABET = "".join(chr(c) for c in range(32, 111))  # 79 characters, as in the novel

@@ -70,17 +70,20 @@ def closure(*modules: str) -> set[Path]:
 def stage_code(project: str, command: str) -> set[str]:
     """The repo-relative files `rnnpipe <project> <command>` runs: the CLI (and what it imports
     to load params) and the command's module closure."""
-    from rnnpipe.core.commands import MODULES
+    from rnnpipe.core.commands import module_of
 
-    files = closure("rnnpipe.cli", "rnnpipe.core.params", MODULES[project][command])
+    files = closure("rnnpipe.cli", "rnnpipe.core.params", f"rnnpipe.{project}.params",
+                    module_of(project, command))
     return {f.relative_to(ROOT).as_posix() for f in files}
 
 
 if __name__ == "__main__":
-    from rnnpipe.core.commands import MODULES
+    from rnnpipe import cli
+    from rnnpipe.core.commands import COMMANDS
 
-    for project, commands in MODULES.items():
-        for command in commands:
+    cli.build_parser(["--help"])  # imports every command's module
+    for project, commands in COMMANDS.items():
+        for command in sorted(commands):
             print(f"{project}_{command}:")
             for f in sorted(stage_code(project, command)):
                 print(f"  - {f}")

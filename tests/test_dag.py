@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 
 import pytest
 import yaml
@@ -100,19 +101,23 @@ PARAM_EDITS = [
     ("imdb.baseline.C", 1.0, {"imdb_baseline"}),
     ("imdb.train.epochs", 3, {"imdb_train"}),
     ("imdb.train.use_tuned", False, {"imdb_hparams"}),
-    # the search does not read train's params: only the stage that picks params or tuned
-    ("imdb.train.model.units", 4, {"imdb_hparams"}),
+    # the search fixes the model keys it does not search at train.model's values, so it
+    # depends on the model section too (a searched key's value there: the hparams stage says
+    # that the search decides it)
+    ("imdb.train.model.units", 4, {"imdb_tune", "imdb_hparams"}),
+    ("imdb.train.model.layers", 2, {"imdb_tune", "imdb_hparams"}),
     ("imdb.train.batch_size", 4, {"imdb_train"}),
     ("imdb.tune.max_trials", 3, {"imdb_tune"}),
     ("imdb.embed.epochs", 3, {"imdb_embed"}),
-    ("imdb.evaluate.threshold", 0.4, {"imdb_evaluate"}),
+    # the threshold policy is part of what register compares on
+    ("imdb.evaluate.threshold", 0.4, {"imdb_evaluate", "imdb_register"}),
     ("imdb.promote.model_name", "other-name", {"imdb_register"}),
     ("imdb.check_raw.min_text_chars", 5, {"imdb_check_raw"}),
     ("imdb.vocab.max_tokens", 100, {"imdb_vocab"}),
     ("imdb.ingest.include_unsup", False, {"imdb_ingest", "imdb_check_raw"}),
     ("imdb.encode.max_len", 20, {"imdb_encode", "imdb_check_encoded", "imdb_evaluate"}),
     ("charlm.evaluate.sample_length", 10, {"charlm_evaluate"}),
-    ("charlm.train.model.seq_length", 10, {"charlm_hparams"}),
+    ("charlm.train.model.seq_length", 10, {"charlm_tune", "charlm_hparams"}),
     ("charlm.train.epochs", 3, {"charlm_train"}),
     ("charlm.tune.max_trials", 1, {"charlm_tune"}),
     ("charlm.promote.metric", "bits_per_char", {"charlm_register"}),
@@ -123,11 +128,16 @@ PARAM_EDITS = [
 ]
 MODULE_EDITS = [
     ("src/rnnpipe/imdb/baseline.py", {"imdb_baseline"}),
-    ("src/rnnpipe/charlm/sampler.py", {"charlm_evaluate", "charlm_compare"}),
-    ("src/rnnpipe/imdb/metrics.py", {"imdb_evaluate", "imdb_baseline", "imdb_compare"}),
+    # register scores a champion of other validation data as evaluate does
+    ("src/rnnpipe/charlm/sampler.py", {"charlm_evaluate", "charlm_compare", "charlm_register"}),
+    ("src/rnnpipe/imdb/metrics.py", {"imdb_evaluate", "imdb_baseline", "imdb_compare",
+                                     "imdb_register"}),
     ("src/rnnpipe/core/hparams.py", {"imdb_hparams", "charlm_hparams", "imdb_train",
                                      "charlm_train", "imdb_compare", "charlm_compare"}),
     ("src/rnnpipe/core/compare.py", {"imdb_compare", "charlm_compare"}),
+    # a project's schema: that project's stages, and none of the other project's
+    ("src/rnnpipe/charlm/params.py", {n for n in STAGES if n.startswith("charlm_")}),
+    ("src/rnnpipe/imdb/params.py", {n for n in STAGES if n.startswith("imdb_")}),
 ]
 
 
@@ -153,3 +163,26 @@ def test_an_edit_flags_exactly_the_stages_that_read_it(tiny_pipeline, tmp_path):
         assert changed(repo, env) == expected, file
         (repo / file).write_text(source)
     assert changed(repo, env) == set()
+
+
+@pytest.mark.slow
+def test_a_new_param_or_command_of_one_project_leaves_the_other_alone(tiny_pipeline, tmp_path):
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    # a new charlm key, with its default: the charlm stages alone
+    schema = repo / "src/rnnpipe/charlm/params.py"
+    source = schema.read_text()
+    anchor = "class CharlmEvaluateParams(Section):\n"
+    assert anchor in source
+    schema.write_text(source.replace(anchor, anchor + "    top_k: int | None = None\n"))
+    assert changed(repo, env) == {n for n in STAGES if n.startswith("charlm_")}
+    schema.write_text(source)
+    # a new command (a module of its name): no stage of either project reruns
+    (repo / "src/rnnpipe/imdb/explain.py").write_text(
+        '"""`rnnpipe imdb explain`."""\n\nfrom rnnpipe.core.commands import command\n\n\n'
+        '@command("imdb", "explain", help="explain a review")\n'
+        'def explain(params):\n    print("explained")\n')
+    assert changed(repo, env) == set()
+    # found by its name alone: no table lists it (the copy's src/ first on the path)
+    proc = run([sys.executable, "-m", "rnnpipe", "imdb", "explain"], repo,
+               {**env, "PYTHONPATH": str(repo / "src")})
+    assert proc.stdout.strip() == "explained"

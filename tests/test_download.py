@@ -76,7 +76,8 @@ def mirror(tmp_path) -> Path:
 
 def params(url: str, mirror: Path | None, **kwargs) -> DownloadParams:
     return DownloadParams(url=url, filename=FILE, mirror=str(mirror) if mirror else None,
-                          timeout_s=kwargs.pop("timeout_s", 5), **kwargs)
+                          timeout_s=kwargs.pop("timeout_s", 5), sha256=kwargs.pop("sha256", []),
+                          **kwargs)
 
 
 def sha(data: bytes) -> str:

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from rnnpipe.core.errors import PipelineError
-from rnnpipe.core.params import ImdbEmbedParams, load_params
+from rnnpipe.core.params import load_params
 from rnnpipe.core.vocab import Vocabulary
 from rnnpipe.imdb import embed
+from rnnpipe.imdb.params import ImdbEmbedParams
 from tests.conftest import TINY_PARAMS
 
 GOOD = ["a great film , truly great", "great acting and a great story", "wonderful , great"]

@@ -89,12 +89,13 @@ def test_register_names_what_is_missing(tiny_pipeline, tmp_path):
     # a model file no train run wrote
     (repo / "other.keras").write_bytes(b"not the trained model")
     proc = rnnpipe(repo, env, "imdb", "register", "other.keras", "reports/imdb/metrics.json",
-                   "reports/imdb/promotion.json")
+                   "data/processed/imdb/valid.npz", "reports/imdb/promotion.json")
     assert proc.returncode == 1 and "no run in the MLflow store" in proc.stderr
     assert (repo / "reports/imdb/promotion.json").read_text() == decision
     # a metric that metrics.json does not have
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params.replace("metric: accuracy", "metric: nope"))
     proc = rnnpipe(repo, env, "imdb", "register", "models/imdb/model.keras",
-                   "reports/imdb/metrics.json", "reports/imdb/promotion.json")
+                   "reports/imdb/metrics.json", "data/processed/imdb/valid.npz",
+                   "reports/imdb/promotion.json")
     assert proc.returncode == 1 and "valid.nope" in proc.stderr

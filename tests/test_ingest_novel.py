@@ -7,8 +7,9 @@ import pytest
 
 from rnnpipe import cli
 from rnnpipe.charlm import ingest as novel
+from rnnpipe.charlm.params import CharlmIngestParams
 from rnnpipe.core.errors import PipelineError
-from rnnpipe.core.params import CharlmIngestParams, load_params
+from rnnpipe.core.params import load_params
 from tests import tinydata
 from tests.test_params import write_params
 

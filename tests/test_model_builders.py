@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 
 from rnnpipe.charlm.model import build_char_lm
-from rnnpipe.core.params import CharlmModelParams, SentimentModelParams
 from rnnpipe.imdb.model import build_sentiment_model
+from tests.tinydata import charlm_params, sentiment_params
 
 RNG = np.random.default_rng(0)
 IDS = RNG.integers(1, 20, size=(16, 7)).astype("int32")
 
 
 def sentiment():
-    hp = SentimentModelParams(cell="GRU", units=4, embedding_dim=4).model_dump()
+    hp = sentiment_params(cell="GRU", units=4, embedding_dim=4).model_dump()
     return build_sentiment_model(hp, 20), (IDS, (IDS[:, 0] > 10).astype("float32"))
 
 
 def char_lm():
-    hp = CharlmModelParams(cell="LSTM", units=4, embedding_dim=4).model_dump()
+    hp = charlm_params(cell="LSTM", units=4, embedding_dim=4).model_dump()
     return build_char_lm(hp, 20), (IDS[:, :-1], IDS[:, 1:])
 
 

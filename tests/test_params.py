@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from rnnpipe import cli
+from rnnpipe.charlm.params import CharlmIngestParams
 from rnnpipe.core import params as params_module
 from rnnpipe.core.errors import PipelineError
-from rnnpipe.core.params import CharlmIngestParams, Params, load_params
+from rnnpipe.core.params import Params, load_params
 from tests import tinydata
 from tests.conftest import ROOT, TINY_PARAMS
 
@@ -83,36 +84,39 @@ def _set(*keys, value):
     (_set("imdb", "tune", "max_minutes", value=0), "imdb.tune.max_minutes", "greater than 0"),
     (_set("charlm", "tune", "space", value={"units": []}), "charlm.tune",
      "space.units: an empty list"),
-    (_set("imdb", "tune", "space", value={"units": [32, 0]}), "imdb.tune",
-     "space.units: 0 is refused: Input should be greater than or equal to 1"),
-    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Attention"]}), "imdb.tune",
-     "space.cell: 'Attention' is refused"),
+    (_set("imdb", "tune", "space", value={"units": [32, 0]}), "imdb",
+     "tune.space.units: 0 is refused: Input should be greater than or equal to 1"),
+    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Attention"]}), "imdb",
+     "tune.space.cell: 'Attention' is refused"),
     # self-attention: heads divide the width, reviews fit the position table
     (lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", units=8, heads=3),
      "imdb.train.model", "heads (3) must divide units (8), the Transformer's width"),
     (lambda raw: raw["charlm"]["train"]["model"].update(cell="Transformer", units=16, heads=5),
      "charlm.train.model", "heads (5) must divide units (16)"),
     (_set("imdb", "tune", "space", value={"cell": ["GRU", "Transformer"], "units": [8, 12],
-                                          "heads": [8]}), "imdb.tune",
-     "space.heads: 8 does not divide space.units 12"),
+                                          "heads": [8]}), "imdb",
+     "tune.space.heads: 8 does not divide tune.space.units 12"),
     (lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", max_positions=20),
      "imdb", "train.model.max_positions (20) is shorter than encode.max_len (30)"),
     (_set("imdb", "tune", "space", value={"cell": ["Transformer"], "max_positions": [64, 16]}),
      "imdb", "tune.space.max_positions (16) is shorter than the reviews a trial reads (30"),
     (_set("imdb", "compare", "attention", value={"max_positions": 29}), "imdb",
      "compare.attention.max_positions (29) is shorter than encode.max_len (30)"),
-    (_set("charlm", "compare", "attention", value={"cell": "GRU"}), "charlm.compare",
+    (_set("charlm", "compare", "attention", value={"cell": "GRU"}), "charlm",
      "compare.attention.cell: the attention row is a Transformer"),
-    (_set("charlm", "compare", "recurrent", value={"cell": "Transformer"}), "charlm.compare",
+    (_set("charlm", "compare", "recurrent", value={"cell": "Transformer"}), "charlm",
      "compare.recurrent.cell: the recurrent row takes a recurrent cell"),
-    (_set("imdb", "compare", "attention", value={"head": 2}), "imdb.compare",
+    (_set("imdb", "compare", "attention", value={"head": 2}), "imdb",
      "compare.attention.head: not a key of imdb.train.model"),
-    (_set("imdb", "compare", "attention", value={"heads": 0}), "imdb.compare",
+    (_set("imdb", "compare", "attention", value={"heads": 0}), "imdb",
      "compare.attention.heads: 0 is refused"),
     (_set("charlm", "compare", "max_minutes", value=0), "charlm.compare.max_minutes",
      "greater than 0"),
-    (_set("charlm", "tune", "space", value={"unit": [8]}), "charlm.tune",
-     "space.unit: not a key of charlm.train.model"),
+    (_set("charlm", "tune", "space", value={"unit": [8]}), "charlm",
+     "tune.space.unit: not a key of charlm.train.model"),
+    # the model keys have no defaults: params.yaml gives every one
+    (lambda raw: raw["imdb"]["train"]["model"].pop("pooling"), "imdb.train.model.pooling",
+     "Field required"),
     (_set("imdb", "tune", "space", value={"pooling": ["max"], "embedding_dim": [8, 16],
                                           "pretrained": [True]}), "imdb",
      "tune.space.embedding_dim ([8, 16]) must be [embed.dim] ([8])"),
@@ -171,31 +175,6 @@ def test_cli_stops_on_bad_param_before_writing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "charlm.ingest.start_marker" in err and "valid string" in err
     assert not out.exists()
-
-
-def test_tuned_hparams_are_checked_by_the_schema(tmp_path):
-    from rnnpipe.core.hparams import resolve
-    from rnnpipe.core.params import CharlmModelParams
-
-    key = "charlm.train.use_tuned"
-    path = tmp_path / "best_hparams.json"
-    path.write_text('{"cell": "GRU", "units": 256}')  # the tune stage writes hparams only
-    given = CharlmModelParams()
-    assert resolve(given, False, path, key) == given.model_dump()
-    assert resolve(given, False, None, key) == given.model_dump()  # not read when not used
-    hp = resolve(given, True, path, key)
-    assert (hp["cell"], hp["units"], hp["embedding_dim"]) == ("GRU", 256, given.embedding_dim)
-    assert hp.keys() == given.model_dump().keys()
-    for bad in ('{"cell": "Attention"}',  # not a cell
-                '{"hparams": {"cell": "GRU"}}',  # the old layout: an unknown key now
-                "not json"):
-        path.write_text(bad)
-        with pytest.raises(PipelineError, match="cannot use tuned hyperparameters"):
-            resolve(given, True, path, key)
-    with pytest.raises(PipelineError, match="cannot use tuned hyperparameters"):
-        resolve(given, True, tmp_path / "missing.json", key)
-    with pytest.raises(PipelineError, match="charlm.train.use_tuned is true"):
-        resolve(given, True, None, key)
 
 
 # ---------------------------------------------------------------- the params trace

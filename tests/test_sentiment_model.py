@@ -2,14 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from rnnpipe.core.params import SentimentModelParams
 from rnnpipe.imdb.model import MaskedPooling, build_sentiment_model, predict_proba
+from tests.tinydata import sentiment_params
 
 VOCAB = 50
 
 
 def _hp(**kw):
-    return SentimentModelParams(units=4, embedding_dim=4, dropout=0.0, **kw).model_dump()
+    return sentiment_params(units=4, embedding_dim=4, dropout=0.0, **kw).model_dump()
 
 
 def _ids(seed=0):

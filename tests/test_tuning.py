@@ -15,7 +15,8 @@ from rnnpipe.core import search as tuning
 from rnnpipe.core.params import TuneParams
 
 CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
-BASE = {"cell": "GRU", "units": 4, "embedding_dim": 4, "learning_rate": 1e-2, "clipnorm": 1.0}
+# the fixed model keys (a project takes them from <project>.train.model); TINY searches the rest
+BASE = {"embedding_dim": 4}
 TINY = TuneParams(tuner="random", max_trials=3, epochs=1, train_fraction=0.5,
                   space={"cell": ["SimpleRNN", "LSTM", "GRU"], "units": [2, 4, 8],
                          "clipnorm": [0.5, 1.0, 5.0], "learning_rate": [1e-2]})
@@ -94,9 +95,23 @@ def test_an_empty_space_is_an_error_before_any_search(tmp_path):
     assert not (tmp_path / ".tuner").exists()
 
 
-def test_hparams_override_only_model_keys():
-    hp = tuning.hparams_from({"cell": "LSTM", "units": 8, "tuner/epochs": 2}, BASE)
-    assert hp == {**BASE, "cell": "LSTM", "units": 8}
+def test_a_trial_is_the_fixed_keys_and_the_searched_ones():
+    values = {"cell": "LSTM", "units": 8, "clipnorm": 5.0, "learning_rate": 1e-2,
+              "tuner/epochs": 2}
+    hp = tuning.hparams_from(values, BASE, TINY.space)
+    assert hp == {**BASE, "cell": "LSTM", "units": 8, "clipnorm": 5.0, "learning_rate": 1e-2}
+    # Keras Tuner hands a boolean choice back as 0/1
+    assert tuning.searched({"pretrained": 1, "units": 8}, {"pretrained": [True, False]}) == {
+        "pretrained": True}
+
+
+def test_the_fixed_keys_are_the_model_keys_the_space_leaves_out():
+    from tests.tinydata import sentiment_params
+
+    model = sentiment_params(layers=2, bidirectional=False)
+    fixed = tuning.fixed_keys(model, {"cell": ["GRU"], "units": [4, 8]})
+    assert fixed == {k: v for k, v in model.model_dump().items() if k not in ("cell", "units")}
+    assert fixed["layers"] == 2 and fixed["bidirectional"] is False
 
 
 def test_role_needs_every_variable(monkeypatch):
@@ -119,11 +134,11 @@ def test_run_stage_writes_hparams_only_and_a_report(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "TUNER_ROOT", tmp_path / ".tuner")
     state = tmp_path / ".tuner" / "tiny" / "key"
     state.mkdir(parents=True)
-    best = {**BASE, "cell": "LSTM"}
+    best = {"cell": "LSTM", "units": 4, "clipnorm": 1.0, "learning_rate": 1e-2}
     table = [{"trial_id": "0", "status": "COMPLETED", "score": 0.25, "epochs": 1,
               "cell": "LSTM"}]
     result = {"hparams": best, "score": 0.25, "objective": "val_loss", "trials": 3,
-              "run_id": "abc", "minutes": 0.5, "budget_spent": False, "table": table}
+              "run_id": "abc", "minutes": 0.5, "cut_by_budget": False, "table": table}
     calls = []
     monkeypatch.setattr(tuning, "run_search", lambda *a, **k: calls.append((a, k)) or result)
     out, report = tmp_path / "models" / "best_hparams.json", tmp_path / "reports" / "t.json"
@@ -132,7 +147,7 @@ def test_run_stage_writes_hparams_only_and_a_report(tmp_path, monkeypatch):
     assert json.loads(out.read_text()) == best
     assert json.loads(report.read_text()) == {
         "objective": "val_loss", "best_score": 0.25, "trials": 3, "tuner": "random",
-        "minutes": 0.5, "max_minutes": None, "budget_spent": False, "best_hparams": best}
+        "minutes": 0.5, "max_minutes": None, "cut_by_budget": False, "best_hparams": best}
     # the plot's table: one row per trial, with a number for its x axis
     assert json.loads((tmp_path / "trials.json").read_text()) == [{"trial": 0, **table[0]}]
     assert not (tmp_path / ".tuner" / "tiny").exists()  # a finished search is not resumed
@@ -153,7 +168,7 @@ def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking
     out, report = tmp_path / "best_hparams.json", tmp_path / "tuning.json"
     tuning.run_stage(tiny_task(), TINY, 1, out, report, tmp_path / "trials.json")
     hparams = json.loads(out.read_text())
-    assert set(hparams) == set(BASE)
+    assert set(hparams) == set(TINY.space)  # the searched keys alone
     assert hparams["cell"] in ("SimpleRNN", "LSTM", "GRU")
     result = json.loads(report.read_text())
     assert result["trials"] == 3 and result["objective"] == "val_loss"
@@ -255,7 +270,7 @@ def test_bayesian_and_hyperband_searches_finish(tmp_path, tracking_uri, kind):
     result = tuning.run_search(tiny_task(), tune, seed=2, tuner_root=tmp_path / ".tuner",
                                verbose=0)
     assert result["trials"] == 2 and result["objective"] == "val_accuracy"
-    assert set(result["hparams"]) == set(BASE)  # no Hyperband "tuner/..." entries
+    assert set(result["hparams"]) == set(TINY.space)  # no Hyperband "tuner/..." entries
     children = [r for r in runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2
     assert max(c.data.metrics["score"] for c in children) == pytest.approx(result["score"])

@@ -15,7 +15,7 @@ import yaml
 from rnnpipe.charlm import train as charlm_train
 from rnnpipe.charlm import tune as charlm_tune
 from rnnpipe.core import hparams, tracking
-from rnnpipe.core.params import Params
+from rnnpipe.core.params import Params, validate
 from rnnpipe.core.vocab import Vocabulary
 from rnnpipe.imdb import train as imdb_train
 from rnnpipe.imdb import tune as imdb_tune
@@ -27,7 +27,7 @@ def tiny_params(**train_updates) -> Params:
     raw = yaml.safe_load((ROOT / "tests" / "params_tiny.yaml").read_text())
     for project, updates in train_updates.items():
         raw[project]["train"].update(updates)
-    return Params.model_validate(raw)
+    return validate(raw)
 
 
 def write_imdb(folder: Path, seed: int = 0) -> None:
@@ -105,13 +105,14 @@ def test_imdb_hyperband_then_train_with_the_tuned_hyperparameters(workdir):
     best, report, trials, resolved = tune_then_hparams("imdb", imdb_tune.tune, params, processed,
                                                        models, vectors=vectors)
     # best_hparams.json: the model hyperparameters alone, each from the space when searched
-    assert best.keys() == params.imdb.train.model.model_dump().keys()
+    assert best.keys() == t.space.keys()
     assert all(best[key] in values for key, values in t.space.items())
     assert report["tuner"] == "hyperband" and report["best_hparams"] == best
     assert report["trials"] == t.max_trials == len(trials)
     assert sorted(row["epochs"] for row in trials) == [1, 1, 1, 3]
-    assert not report["budget_spent"] and report["max_minutes"] is None
-    assert json.loads(resolved.read_text()) == best  # use_tuned: the tuned values, all of them
+    assert not report["cut_by_budget"] and report["max_minutes"] is None
+    # use_tuned: the searched keys from the search, the others from params.yaml
+    assert json.loads(resolved.read_text()) == params.imdb.train.model.model_dump() | best
 
     imdb_train.train(params, processed, processed / "vocab.json", resolved, vectors, models)
     logged = run_params("imdb", models / "model.keras")
@@ -130,7 +131,7 @@ def test_charlm_tune_then_train_with_the_tuned_hyperparameters(workdir):
     models = workdir / "models" / "charlm"
     best, report, trials, resolved = tune_then_hparams("charlm", charlm_tune.tune, params,
                                                        processed, models)
-    assert best.keys() == params.charlm.train.model.model_dump().keys()
+    assert best.keys() == params.charlm.tune.space.keys()
     assert report["trials"] == params.charlm.tune.max_trials == len(trials)
     assert report["objective"] == "val_loss" and report["best_hparams"] == best
     assert best["seq_length"] in params.charlm.tune.space["seq_length"]
@@ -156,14 +157,70 @@ def test_the_budget_stops_the_search_and_keeps_the_best_finished_trial(workdir, 
     write_charlm(processed)
     raw = yaml.safe_load((ROOT / "tests" / "params_tiny.yaml").read_text())
     raw["charlm"]["tune"].update(max_trials=50, max_minutes=0.001)  # 0.06 s: one trial
-    params = Params.model_validate(raw)
+    params = validate(raw)
     models = workdir / "models" / "charlm"
     best, report, trials, _ = tune_then_hparams("charlm", charlm_tune.tune, params, processed,
                                                 models)
-    assert report["budget_spent"] and report["max_minutes"] == 0.001
+    assert report["cut_by_budget"] and report["max_minutes"] == 0.001
     assert report["trials"] == len(trials) == 1  # not 50: no trial started after the budget
     assert best == report["best_hparams"]
     assert not (workdir / search.TUNER_ROOT / "charlm").exists()
+
+
+# what may differ between two runs of the same params on machines of different speeds
+TIMINGS = {"minutes", "train_minutes", "chars_per_second", "reviews_per_second"}
+
+
+def without_timings(report: dict) -> dict:
+    return {k: without_timings(v) if isinstance(v, dict) else v
+            for k, v in report.items() if k not in TIMINGS}
+
+
+@pytest.mark.slow
+def test_without_a_budget_a_slower_machine_gets_the_same_search_and_comparison(workdir,
+                                                                               monkeypatch):
+    """The committed profile bounds the search and compare by trials and epochs alone: a run
+    whose every epoch takes longer (a sleeping callback) chooses, trains and scores the same."""
+    import time
+
+    from rnnpipe.charlm import compare as charlm_compare
+    from rnnpipe.core import search, training
+
+    processed = workdir / "processed"
+    write_charlm(processed)
+    ids = np.load(processed / "valid.npz")["ids"]
+    np.savez(processed / "test.npz", ids=ids, start=np.int64(0))
+    params = tiny_params(charlm={"use_tuned": True, "epochs": 1})
+    assert params.charlm.tune.max_minutes is None and params.charlm.compare.max_minutes is None
+    assert yaml.safe_load((ROOT / "params.yaml").read_text())["charlm"]["tune"][
+        "max_minutes"] is None  # the committed profile too
+
+    def run(name: str) -> tuple:
+        models, reports = workdir / name / "models", workdir / name / "reports"
+        best, report, trials, resolved = tune_then_hparams("charlm", charlm_tune.tune, params,
+                                                           processed, models)
+        charlm_compare.compare(params, processed, processed / "vocab.json", resolved, reports)
+        compare = json.loads((reports / "compare.json").read_text())
+        return (best, without_timings(report), trials, json.loads(resolved.read_text()),
+                without_timings(compare))
+
+    fast = run("fast")
+
+    class Slow(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(0.5)
+
+    schedule = training.schedule
+
+    def slow_schedule(hp):
+        return [*schedule(hp), Slow()]
+
+    monkeypatch.setattr(search, "schedule", slow_schedule)
+    monkeypatch.setattr(training, "schedule", slow_schedule)
+    slow = run("slow")
+    assert slow == fast
+    assert not fast[1]["cut_by_budget"]
+    assert not any(row["cut_by_budget"] for row in fast[4].values())
 
 
 def test_crop_keeps_the_start_of_reviews():

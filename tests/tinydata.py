@@ -7,6 +7,8 @@ import random
 import tarfile
 from pathlib import Path
 
+import yaml
+
 POS_WORDS = "wonderful great brilliant moving superb loved best beautiful fun charming".split()
 NEG_WORDS = "awful boring terrible worst waste dull bad stupid poor annoying".split()
 FILLER = ("the film movie plot actors story was and it a of this I to in is that with "
@@ -133,3 +135,23 @@ def write_gutenberg(path: Path, text: str | None = None, **kwargs) -> Path:
     text = gutenberg_text(**kwargs) if text is None else text
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     return path
+
+
+def sentiment_params(**keys):
+    """A sentiment model's params: the tiny profile's imdb.train.model with `keys` laid over
+    it (the schema has no defaults for model keys)."""
+    from rnnpipe.imdb.params import SentimentModelParams
+
+    raw = yaml.safe_load(_TINY_PARAMS.read_text())["imdb"]["train"]["model"]
+    return SentimentModelParams(**(raw | keys))
+
+
+def charlm_params(**keys):
+    """A char LM's params: the tiny profile's charlm.train.model with `keys` laid over it."""
+    from rnnpipe.charlm.params import CharlmModelParams
+
+    raw = yaml.safe_load(_TINY_PARAMS.read_text())["charlm"]["train"]["model"]
+    return CharlmModelParams(**(raw | keys))
+
+
+_TINY_PARAMS = Path(__file__).with_name("params_tiny.yaml")

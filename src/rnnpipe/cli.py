@@ -7,9 +7,10 @@ import importlib
 import inspect
 import logging
 import os
+import pkgutil
 import sys
 
-from rnnpipe.core.commands import COMMANDS, MODULES, PROJECTS
+from rnnpipe.core.commands import COMMANDS, PROJECTS, module_of
 from rnnpipe.core.errors import PipelineError
 
 log = logging.getLogger("rnnpipe")
@@ -29,15 +30,27 @@ def _selected(argv: list[str]) -> tuple[str | None, str | None]:
     return (words + [None, None])[0], (words + [None, None])[1]
 
 
+def _import(project: str, name: str) -> bool:
+    """Import the module of `rnnpipe <project> <name>`; whether it registered that command."""
+    try:
+        importlib.import_module(module_of(project, name))
+    except ModuleNotFoundError as e:
+        if e.name != module_of(project, name):
+            raise  # the module exists, something it imports does not
+        return False
+    return name in COMMANDS[project]
+
+
 def _import_commands(argv: list[str]) -> None:
-    """Import the selected command's module alone; every module for help or a bad name."""
+    """Import the selected command's module alone; every project's modules for help or a bad
+    name (a command is the module of its name: rnnpipe.<project>.<command>)."""
     project, name = _selected(argv)
-    if project in MODULES and name in MODULES[project]:
-        importlib.import_module(MODULES[project][name])
+    if project in PROJECTS and name and name.isidentifier() and _import(project, name):
         return
-    for project_modules in MODULES.values():
-        for module in dict.fromkeys(project_modules.values()):
-            importlib.import_module(module)
+    for project in PROJECTS:
+        package = importlib.import_module(f"rnnpipe.{project}")
+        for module in pkgutil.iter_modules(package.__path__):
+            _import(project, module.name)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -53,8 +66,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
     projects = parser.add_subparsers(dest="project", metavar="PROJECT", required=True)
     for project in PROJECTS:
-        commands = COMMANDS[project]
-        listing = ", ".join(MODULES[project])
+        commands = dict(sorted(COMMANDS[project].items()))
+        listing = ", ".join(commands)
         pp = projects.add_parser(project, help=f"commands: {listing}",
                                  description=f"Commands of the {project} project.")
         sub = pp.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -84,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         if cmd.needs_params:
             from rnnpipe.core.params import load_params
 
-            cmd.func(load_params(args.params, stage=f"{args.project} {args.command}"),
-                     **kwargs)
+            cmd.func(load_params(args.params, args.project,
+                                 stage=f"{args.project} {args.command}"), **kwargs)
         else:
             cmd.func(**kwargs)
     except (PipelineError, OSError) as e:

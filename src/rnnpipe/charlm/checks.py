@@ -14,10 +14,11 @@ import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 
+from rnnpipe.charlm.params import CharlmCheckEncodedParams, CharlmCheckRawParams
 from rnnpipe.core import gx as runner
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.errors import PipelineError
-from rnnpipe.core.params import CharlmCheckEncodedParams, CharlmCheckRawParams, Params
+from rnnpipe.core.params import Params
 from rnnpipe.core.vocab import Vocabulary
 
 LICENCE = "Project Gutenberg"

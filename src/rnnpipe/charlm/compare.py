@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 from rnnpipe.charlm.feed import load_ids, make_feed
+from rnnpipe.charlm.params import CharlmModelParams
 from rnnpipe.core import compare as report
 from rnnpipe.core import hparams as hparams_file
 from rnnpipe.core.commands import arg, command
-from rnnpipe.core.params import CharlmModelParams, Params
+from rnnpipe.core.params import Params
 from rnnpipe.core.vocab import Vocabulary
 
 log = logging.getLogger(__name__)

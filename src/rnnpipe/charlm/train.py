@@ -13,6 +13,7 @@ from rnnpipe.core import hparams as hparams_file
 from rnnpipe.core.atomic import atomic_path, write_json
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
+from rnnpipe.core.saving import write_model
 from rnnpipe.core.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
         seconds = time.perf_counter() - t0
         mlflow.log_metric("train_seconds", seconds)
         with atomic_path(out / "model.keras") as tmp:
-            model.save(tmp)
+            write_model(model, tmp)  # same weights, same bytes
             # evaluate and register find this run by the model file's hash
             mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(tmp))
         v.save(out / "vocab.json")

@@ -9,7 +9,7 @@ from pathlib import Path
 from rnnpipe.charlm.feed import load_ids, make_feed
 from rnnpipe.core.commands import command
 from rnnpipe.core.params import Params
-from rnnpipe.core.search import ARGS, HELP
+from rnnpipe.core.search import ARGS, HELP, fixed_keys
 from rnnpipe.core.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path,
          trials: Path) -> None:
     from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
-    from rnnpipe.core.params import CharlmModelParams
     from rnnpipe.core.training import set_seed
 
     t, feed_kind, seed = params.charlm.tune, params.charlm.train.feed, params.seed
@@ -41,7 +40,7 @@ def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path,
 
     task = search.Task(
         project="charlm", build=lambda hp: feed(hp).build(hp, vocab_size),
-        base=CharlmModelParams().model_dump(), data=data,
+        base=fixed_keys(params.charlm.train.model, t.space), data=data,
         fingerprint=search.fingerprint(processed / "train.npz", processed / "valid.npz", vocab,
                                        extra={"feed": feed_kind}))
     set_seed(seed)

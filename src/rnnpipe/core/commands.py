@@ -1,7 +1,10 @@
-"""The commands behind `rnnpipe <project> <command>`, and the module that runs each.
+"""The commands behind `rnnpipe <project> <command>`.
 
-`rnnpipe <project> <command>` imports that command's module alone (a DVC stage's code is its
-module and what that imports), which registers its commands with `@command`.
+By convention the command `<command>` of `<project>` lives in the module
+`rnnpipe.<project>.<command>`, which registers it with `@command` when imported (a module may
+import another that registers it, such as rnnpipe.imdb.download importing rnnpipe.core.fetch).
+`rnnpipe <project> <command>` imports that module alone: a DVC stage's code is its module and
+what that imports, and no central table that every stage would depend on lists the commands.
 """
 
 from __future__ import annotations
@@ -10,44 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 PROJECTS = ("imdb", "charlm")
-
-# project -> command -> module
-MODULES: dict[str, dict[str, str]] = {
-    "imdb": {
-        "download": "rnnpipe.core.fetch",
-        "ingest": "rnnpipe.imdb.ingest",
-        "check_raw": "rnnpipe.imdb.checks",
-        "vocab": "rnnpipe.imdb.prepare",
-        "encode": "rnnpipe.imdb.prepare",
-        "check_encoded": "rnnpipe.imdb.checks",
-        "embed": "rnnpipe.imdb.embed",
-        "tune": "rnnpipe.imdb.tune",
-        "hparams": "rnnpipe.core.hparams",
-        "train": "rnnpipe.imdb.train",
-        "evaluate": "rnnpipe.imdb.evaluate",
-        "register": "rnnpipe.imdb.register",
-        "baseline": "rnnpipe.imdb.baseline",
-        "compare": "rnnpipe.imdb.compare",
-        "predict": "rnnpipe.imdb.predict",
-        "serve": "rnnpipe.core.serve",
-    },
-    "charlm": {
-        "download": "rnnpipe.core.fetch",
-        "ingest": "rnnpipe.charlm.ingest",
-        "check_raw": "rnnpipe.charlm.checks",
-        "vocab": "rnnpipe.charlm.prepare",
-        "encode": "rnnpipe.charlm.prepare",
-        "check_encoded": "rnnpipe.charlm.checks",
-        "tune": "rnnpipe.charlm.tune",
-        "hparams": "rnnpipe.core.hparams",
-        "train": "rnnpipe.charlm.train",
-        "evaluate": "rnnpipe.charlm.evaluate",
-        "register": "rnnpipe.charlm.register",
-        "compare": "rnnpipe.charlm.compare",
-        "generate": "rnnpipe.charlm.generate",
-        "serve": "rnnpipe.core.serve",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -60,6 +25,11 @@ class Command:
 
 
 COMMANDS: dict[str, dict[str, Command]] = {p: {} for p in PROJECTS}
+
+
+def module_of(project: str, name: str) -> str:
+    """The module that registers `rnnpipe <project> <name>`."""
+    return f"rnnpipe.{project}.{name}"
 
 
 def arg(*flags, **kwargs) -> tuple[tuple, dict]:

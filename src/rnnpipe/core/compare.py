@@ -47,6 +47,10 @@ def fit(model, train, valid, compare: CompareParams, *, seed: int, checkpoint_di
         callbacks=[*callbacks, limit], verbose=2, **fit_kwargs)
     minutes = (time.perf_counter() - t) / 60
     training.clear_checkpoints(checkpoint_dir)
+    if limit.cut:
+        log.warning("compare.max_minutes (%g) stopped this model after %d of %d epochs: the "
+                    "comparison now depends on this machine's speed (max_minutes: null for one "
+                    "that does not)", compare.max_minutes, len(history), compare.epochs)
     return {"epochs": len(history), "train_minutes": round(minutes, 2),
             "cut_by_budget": limit.cut, "history": history}
 

@@ -9,9 +9,12 @@ that defines the search (tune params, base model params, seed, data, and the pac
 Run again after an interruption, the same key finds the finished trials and goes on; any change
 starts afresh, and the state is removed once the result is written.
 
-The stage writes two files: best_hparams.json (the best trial's model hyperparameters, nothing
-else, since train depends on it) and a report (a DVC metric: objective, best score, trials,
-seconds).
+The model keys the search does not list in `<project>.tune.space` are fixed at their values in
+`<project>.train.model` (`Task.base`). The stage writes two files: best_hparams.json (the best
+trial's values of the searched keys, nothing else, since train depends on it) and a report (a
+DVC metric: objective, best score, trials, minutes). The search is bounded by trials and
+epochs; a time budget (`max_minutes`) is for exploration only: when it cuts the search, the
+report and the MLflow run say `cut_by_budget` and the result depends on the machine's speed.
 
 Distributed search is Keras Tuner's own: with KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and
 KERASTUNER_ORACLE_PORT set, a process whose id contains "chief" serves the oracle (and makes the
@@ -69,7 +72,7 @@ class Task:
 
     project: str
     build: Callable[[dict], keras.Model]  # model-params dict -> compiled model
-    base: dict  # the model schema's defaults: the value of every key the search leaves out
+    base: dict  # the fixed model keys: <project>.train.model less the searched ones
     # trial's model-params dict -> keyword arguments of model.fit (x, y or a dataset,
     # validation_data, batch_size, shuffle, callbacks); called at the start of every trial,
     # so that each trial sees the same batches
@@ -96,10 +99,21 @@ def search_space(tune: TuneParams) -> keras_tuner.HyperParameters:
     return hp
 
 
-def hparams_from(values: dict, base: dict) -> dict:
-    """The full model-params dict of a trial: `base` with its searched keys overridden
-    (Keras Tuner's own entries such as Hyperband's "tuner/epochs" left out)."""
-    return {**base, **{k: _like(v, base[k]) for k, v in values.items() if k in base}}
+def fixed_keys(model, space: dict) -> dict:
+    """The model keys the search leaves alone, at their values in `model` (the project's
+    train.model). Read key by key, so that the stage's params trace names each one."""
+    return {k: getattr(model, k) for k in type(model).model_fields if k not in space}
+
+
+def searched(values: dict, space: dict) -> dict:
+    """The searched keys of a trial's `values` (Keras Tuner's own entries such as Hyperband's
+    "tuner/epochs" left out)."""
+    return {k: _like(v, space[k][0]) for k, v in values.items() if k in space}
+
+
+def hparams_from(values: dict, base: dict, space: dict) -> dict:
+    """The full model-params dict of a trial: the fixed keys `base` and its searched ones."""
+    return {**base, **searched(values, space)}
 
 
 def _like(value, default):
@@ -115,14 +129,14 @@ class ProjectHyperModel(keras_tuner.HyperModel):
         self.task, self.base, self.tune, self.seed = task, task.base, tune, seed
 
     def build(self, hp):
-        hparams = hparams_from(declare(hp, self.tune), self.base)
+        hparams = hparams_from(declare(hp, self.tune), self.base, self.tune.space)
         # every trial starts from the same random state: its result depends on its
         # hyperparameters alone, and a rerun gives the same scores
         keras.utils.set_random_seed(self.seed)
         return self.task.build(hparams)
 
     def fit(self, hp, model, *args, **kwargs):
-        hparams = hparams_from(hp.values, self.base)
+        hparams = hparams_from(hp.values, self.base, self.tune.space)
         data = self.task.data(hparams)
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *data.pop("callbacks", []),
                                *schedule(hparams)]
@@ -326,9 +340,10 @@ def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Pa
             log.info("chief: oracle on %s:%s, waiting for workers",
                      os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
         _search(tuner, task, tune, verbose)
-        result, table = summarize(tuner.oracle, task.base, tune)
+        result, table = summarize(tuner.oracle, tune)
         result["minutes"] = round(tuner.budget.spent() / 60, 2)
-        result["budget_spent"] = tuner.budget.over()
+        result["cut_by_budget"] = tuner.budget.over()
+        mlflow.set_tag("cut_by_budget", str(result["cut_by_budget"]).lower())
         result["table"] = table
         _log_summary(result, table)
         result["run_id"] = run.info.run_id
@@ -380,7 +395,7 @@ def _chief_run_id(key: str) -> str:
         time.sleep(2)
 
 
-def summarize(oracle, base: dict, tune: TuneParams) -> tuple[dict, list[dict]]:
+def summarize(oracle, tune: TuneParams) -> tuple[dict, list[dict]]:
     """The result for best_hparams.json and one row per trial."""
     trials = sorted(oracle.trials.values(), key=lambda t: t.trial_id)
     done = [t for t in trials if t.status == "COMPLETED" and t.score is not None
@@ -392,10 +407,10 @@ def summarize(oracle, base: dict, tune: TuneParams) -> tuple[dict, list[dict]]:
     best = oracle.get_best_trials(1)[0]
     table = [{"trial_id": t.trial_id, "status": t.status, "score": t.score,
               "epochs": t.hyperparameters.values.get("tuner/epochs", tune.epochs),
-              **{k: _like(v, base[k]) for k, v in t.hyperparameters.values.items()
-                 if k in base and len(tune.space.get(k, ())) > 1}}
+              **{k: v for k, v in searched(t.hyperparameters.values, tune.space).items()
+                 if len(tune.space[k]) > 1}}
              for t in trials]
-    result = {"hparams": hparams_from(best.hyperparameters.values, base),
+    result = {"hparams": searched(best.hyperparameters.values, tune.space),
               "score": float(best.score), "objective": tune.objective, "trials": len(done)}
     return result, table
 
@@ -451,9 +466,13 @@ def run_stage(task: Task, tune: TuneParams, seed: int, out: Path, report: Path,
     write_json(report, {"objective": result["objective"], "best_score": result["score"],
                         "trials": result["trials"], "tuner": tune.tuner,
                         "minutes": result["minutes"], "max_minutes": tune.max_minutes,
-                        "budget_spent": result["budget_spent"],
+                        "cut_by_budget": result["cut_by_budget"],
                         "best_hparams": result["hparams"]})
     write_json(out, result["hparams"])
     shutil.rmtree(TUNER_ROOT / task.project, ignore_errors=True)
+    if result["cut_by_budget"]:
+        log.warning("%s.tune.max_minutes (%g) cut the search after %d finished trials: its "
+                    "result now depends on this machine's speed (set max_minutes: null for a "
+                    "result that does not)", task.project, tune.max_minutes, result["trials"])
     log.info("wrote %s in %.0f s: %s = %.4f with %s", out, time.perf_counter() - start,
              result["objective"], result["score"], result["hparams"])

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 # MLflow 3 opens an experiment without this tag on its GenAI overview (traces, token usage)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 MODEL_TAG = "model_sha256"
+# the dependency set the run trained with: the SHA-256 of requirements.lock (`make setup`
+# installs exactly its versions), "none" without one
+LOCK_TAG = "requirements_lock_sha256"
 
 
 def tracking_uri() -> str:
@@ -127,7 +130,14 @@ def train_run(project: str, stage: str, run_name: str, resume_id: str | None = N
     else:
         run = mlflow.start_run(run_name=run_name, tags={"stage": stage, **source_tags()})
     with run:
+        mlflow.set_tag(LOCK_TAG, lock_sha256())  # a resumed run: the lock it resumed with
         yield run
+
+
+def lock_sha256() -> str:
+    """The SHA-256 of requirements.lock at the project's root, or "none" without one."""
+    lock = project_root() / "requirements.lock"
+    return file_sha256(lock) if lock.is_file() else "none"
 
 
 def file_sha256(path: Path) -> str:

@@ -20,8 +20,9 @@ from great_expectations.expectations.row_conditions import Column
 from rnnpipe.core import gx as runner
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.errors import PipelineError
-from rnnpipe.core.params import ImdbCheckEncodedParams, ImdbCheckRawParams, Params
+from rnnpipe.core.params import Params
 from rnnpipe.core.vocab import Vocabulary
+from rnnpipe.imdb.params import ImdbCheckEncodedParams, ImdbCheckRawParams
 
 LABELLED = ("train", "valid", "test")
 

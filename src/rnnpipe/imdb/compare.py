@@ -10,10 +10,11 @@ from pathlib import Path
 from rnnpipe.core import compare as report
 from rnnpipe.core import hparams as hparams_file
 from rnnpipe.core.commands import arg, command
-from rnnpipe.core.params import Params, SentimentModelParams
+from rnnpipe.core.params import Params
 from rnnpipe.core.vocab import Vocabulary
 from rnnpipe.imdb.inputs import dataset, read_split
 from rnnpipe.imdb.metrics import best_threshold, binary_metrics
+from rnnpipe.imdb.params import SentimentModelParams
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
-from rnnpipe.core.search import ARGS, HELP
+from rnnpipe.core.search import ARGS, HELP, fixed_keys
 from rnnpipe.core.vocab import Vocabulary
 from rnnpipe.imdb.inputs import read_split
 
@@ -35,7 +35,6 @@ def crop(split: dict, seq_length: int | None) -> dict:
 def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path, trials: Path,
          vectors: Path) -> None:
     from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
-    from rnnpipe.core.params import SentimentModelParams
     from rnnpipe.core.training import set_seed
     from rnnpipe.imdb.inputs import dataset
     from rnnpipe.imdb.model import build_sentiment_model, read_vectors
@@ -53,7 +52,7 @@ def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path, 
     task = search.Task(
         project="imdb",
         build=lambda hp: build_sentiment_model(hp, vocab_size, weights),
-        base=SentimentModelParams().model_dump(),
+        base=fixed_keys(params.imdb.train.model, t.space),
         data=lambda hp: {"x": dataset(tr, t.batch_size, max_len, seed=seed),
                          "validation_data": dataset(va, t.batch_size, max_len)},
         fingerprint=search.fingerprint(processed / "train.npz", processed / "valid.npz", vocab,

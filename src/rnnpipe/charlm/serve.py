@@ -1,0 +1,6 @@
+"""`rnnpipe charlm serve`: the champion over REST with mlflow models serve.
+
+Defined in rnnpipe.core.serve; this module is where `rnnpipe charlm serve` finds it.
+"""
+
+import rnnpipe.core.serve  # noqa: F401  (importing it registers the command)
