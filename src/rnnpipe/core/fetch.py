@@ -81,8 +81,10 @@ def download(params: DownloadParams, out: Path, record: Path) -> dict:
             failures.append(f"  {kind} {source}: {e}")
             log.warning("download from %s failed: %s", source, e)
             continue
-        info = {"source": str(source), "bytes": out.stat().st_size, "sha256": digest,
-                "filename": params.filename}
+        # where it came from as a kind ("mirror" or "url"), not the mirror's path: the record
+        # is a pipeline output, the same on every machine for the same file (the log has it)
+        info = {"source": kind, "url": params.url, "bytes": out.stat().st_size,
+                "sha256": digest, "filename": params.filename}
         write_json(record, info)
         log.info("downloaded %s (%d bytes) from %s", out, info["bytes"], source)
         return info
