@@ -4,6 +4,7 @@ commands exist, and the README stays short enough to read in one go."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,11 @@ def make_targets_named(text: str) -> list[str]:
     """The targets of each `make ...` in a line of code: `make test STAGES=x` -> test."""
     found = []
     for m in re.finditer(r"(?<![\w./$-])make(?:[ \t]+([^\n`#;&|)]*))?", text):
-        for word in (m.group(1) or "").split():
+        try:  # as the shell splits it: STAGES="a b" is one word
+            words = shlex.split(m.group(1) or "")
+        except ValueError:  # an unclosed quote: the line goes on elsewhere
+            words = (m.group(1) or "").split()
+        for word in words:
             if "=" in word or word.startswith("-"):
                 continue  # a variable or an option
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", word):
@@ -168,6 +173,7 @@ def make_targets_named(text: str) -> list[str]:
 
 def test_make_targets_named():
     assert make_targets_named("make test STAGES=imdb_train") == ["test"]
+    assert make_targets_named('make verify STAGES="imdb_vocab ... imdb_train"') == ["verify"]
     assert make_targets_named("RNNPIPE_DATA_MIRROR=/x make run    # sets up .venv") == ["run"]
     assert make_targets_named("make setup VENV=/elsewhere") == ["setup"]
     assert make_targets_named("cd rnnpipe && make setup") == ["setup"]
