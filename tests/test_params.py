@@ -229,3 +229,25 @@ def test_a_stage_appends_the_keys_it_read_at_exit(tmp_path):
     assert rows[0] == {"stage": "charlm ingest", "keys": [
         "charlm.ingest.end_markers", "charlm.ingest.header_markers", "charlm.ingest.start_marker",
         "charlm.ingest.text_sha256"]}
+
+
+def test_an_unknown_project_or_a_top_level_that_is_no_mapping(tmp_path):
+    with pytest.raises(PipelineError, match=r"unknown project 'imbd' \(one of imdb, charlm\)"):
+        load_params(TINY_PARAMS, "imbd")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("- seed\n- imdb\n")
+    with pytest.raises(PipelineError, match="the top level must be a mapping of keys, got list"):
+        load_params(bad)
+
+
+def test_a_stage_checks_its_own_project_alone(tmp_path):
+    """load_params(path, project): a bad key in the other project's section is that project's
+    stages' error; the top level is checked by every stage."""
+    path = write_params(tmp_path / "params.yaml", _set("charlm", "ingest", "nope", value=1))
+    assert load_params(path, "imdb").imdb.ingest.valid_fraction == 0.25
+    with pytest.raises(PipelineError, match=r"charlm\.ingest\.nope: unknown key .*"
+                                            r"src/rnnpipe/charlm/params\.py"):
+        load_params(path, "charlm")
+    path = write_params(tmp_path / "params.yaml", _set("colour", value="blue"))
+    with pytest.raises(PipelineError, match="  colour: unknown key"):
+        load_params(path, "imdb")
