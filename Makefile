@@ -56,7 +56,8 @@ test: $(VENV)/.installed
 		--cov-report=term:skip-covered
 
 # every stage of both projects on a slice of the real data, tiny models (params_demo.yaml), in a
-# scratch copy (src/rnnpipe/demo.py); KEEP=1 keeps the copy and its MLflow store
+# scratch copy (src/rnnpipe/demo.py); its runs go to your MLflow store as rnnpipe-<project>-demo;
+# KEEP=1 keeps the scratch copy
 demo: $(VENV)/.installed
 	python -m rnnpipe.demo $(if $(KEEP),--keep)
 

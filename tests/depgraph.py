@@ -81,7 +81,7 @@ if __name__ == "__main__":
     from rnnpipe import cli
     from rnnpipe.core.commands import COMMANDS
 
-    cli.build_parser(["--help"])  # imports every command's module
+    cli.build_parser(["--help"], every=True)  # imports every command's module
     for project, commands in COMMANDS.items():
         for command in sorted(commands):
             print(f"{project}_{command}:")

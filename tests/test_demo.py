@@ -219,6 +219,16 @@ def _store(db: Path) -> tuple[dict[str, set[str]], dict[str, str], dict[str, lis
     return runs, {e.name: e.artifact_location for e in experiments}, models
 
 
+def _stages(db: Path, experiment: str) -> set[str]:
+    """The `stage` tags of an experiment's runs."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
+                              max_results=5000)
+    return {r.data.tags.get("stage") for r in runs}
+
+
 def _files(repo: Path) -> dict[str, bytes]:
     watched = [repo / "dvc.lock", repo / "params.yaml", repo / "dvc.yaml",
                *sorted((repo / "reports").rglob("*")), *sorted((repo / "models").rglob("*"))]
@@ -228,8 +238,6 @@ def _files(repo: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_the_demo_runs_every_stage_and_leaves_the_workspace_as_it_was(
         tiny_pipeline, tiny_mirror, tmp_path, monkeypatch, capsys):
-    from rnnpipe.core import tracking
-
     repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
     profile = _profile(tmp_path, lambda raw: [
         raw[p]["promote"].update(model_name=raw[p]["promote"]["model_name"] + "-demo")
@@ -272,25 +280,20 @@ def test_the_demo_runs_every_stage_and_leaves_the_workspace_as_it_was(
         runs_after, locations_after, models_after = _store(repo / "mlflow.db")
         assert {name: runs_after[name] for name in runs} == runs
         assert {name: models_after[name] for name in models} == models
-        monkeypatch.setenv(demo.SUFFIX_ENV, demo.SUFFIX)
-        if tracking.experiment_name("imdb") != "rnnpipe-imdb":
-            # the demo's runs in the user's store, under experiments of their own
-            new = set(runs_after) - set(runs)
-            assert new == {f"rnnpipe-{p}{demo.SUFFIX}" for p in demo.PROJECTS}
-            for name in new:
-                assert runs_after[name], name
-                assert locations_after[name] == (repo / "mlartifacts").as_uri()
-            assert set(models_after) - set(models) == {"imdb-sentiment-demo",
-                                                       "mysterious-island-charlm-demo"}
-            assert f"mlflow ui --backend-store-uri sqlite:///{repo / 'mlflow.db'}" in out
-        else:
-            # not yet: the runs stay in the scratch copy's store, and the demo says why
-            assert (runs_after, models_after) == (runs, models)
-            assert "does not read $RNNPIPE_EXPERIMENT_SUFFIX" in err
-            scratch_runs, _, scratch_models = _store(copy / "mlflow.db")
-            assert scratch_runs["rnnpipe-imdb"] and scratch_runs["rnnpipe-charlm"]
-            assert set(scratch_models) == {"imdb-sentiment-demo",
-                                           "mysterious-island-charlm-demo"}
-            assert f"mlflow ui --backend-store-uri sqlite:///{copy / 'mlflow.db'}" in out
+        # the demo's runs in the user's store, under experiments of their own, with their
+        # artifacts in the workspace's mlartifacts/; none in the scratch copy's
+        new = set(runs_after) - set(runs)
+        assert new == {f"rnnpipe-{p}-demo" for p in demo.PROJECTS}
+        for project in demo.PROJECTS:
+            name = f"rnnpipe-{project}-demo"
+            assert locations_after[name] == (repo / "mlartifacts").as_uri()
+            stages = _stages(repo / "mlflow.db", name)
+            assert {f"{project}_check_raw", f"{project}_check_encoded", f"{project}_train",
+                    f"{project}_compare"} <= stages, stages
+        assert set(models_after) - set(models) == {"imdb-sentiment-demo",
+                                                   "mysterious-island-charlm-demo"}
+        assert f"mlflow ui --backend-store-uri sqlite:///{repo / 'mlflow.db'}" in out
+        assert "experiments rnnpipe-imdb-demo, rnnpipe-charlm-demo" in out
+        assert not (copy / "mlflow.db").exists()
     finally:
         shutil.rmtree(kept, ignore_errors=True)

@@ -195,7 +195,7 @@ def test_make_targets_exist(page):
 def parser():
     from rnnpipe import cli
 
-    return cli.build_parser(["--help"])  # imports every command's module
+    return cli.build_parser(["--help"], every=True)  # imports every command's module
 
 
 def _choices(parser) -> dict:

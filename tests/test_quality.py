@@ -1,9 +1,12 @@
 """Data quality gates: each suite passes on good tiny data and names the expectation that
-breaks on data broken the way it guards against."""
+breaks on data broken the way it guards against; each check logs an MLflow run of its own."""
 
 import hashlib
 import json
+from pathlib import Path
+from urllib.parse import urlparse
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +27,28 @@ RAW = ImdbCheckRawParams(test_size=40, train_valid_size=40, unsup_size=10)
 CHAR_RAW = CharlmCheckRawParams(min_chars=10_000, max_chars=40_000)
 FRACTIONS = {"train": 0.9, "valid": 0.05, "test": 0.05}
 VOCAB, MAX_LEN = 50, 20
+
+
+@pytest.fixture(autouse=True)
+def store(tmp_path, monkeypatch, copy_empty_store):
+    """tmp_path as the project's root, with an MLflow store of its own for the checks' runs."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_empty_store(tmp_path))
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    yield tmp_path
+    mlflow.end_run()
+
+
+def check_runs(root, project) -> list:
+    """The runs of `project`'s experiment in the store at `root`, oldest first."""
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(f"rnnpipe-{project}")
+    assert experiment.artifact_location == (root / "mlartifacts").as_uri()
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+
+
+def artifact(run, path):
+    return Path(urlparse(run.info.artifact_uri).path) / path
 
 
 def balanced_archive(path):
@@ -214,6 +239,11 @@ def corpus(**kwargs):
 
 def test_charlm_raw_passes_on_good_corpus(tmp_path):
     assert check_corpus(corpus(), tmp_path)["success"]
+    [run] = check_runs(tmp_path, "charlm")  # the check's run, without Data Docs
+    assert (run.info.run_name, run.data.tags["stage"]) == ("charlm_raw check", "charlm_check_raw")
+    assert not any(k.startswith("data_sha256.") for k in run.data.tags)  # no files named
+    assert artifact(run, "quality/charlm_raw.json").is_file()
+    assert not artifact(run, "quality/docs").exists()
 
 
 def test_corpus_with_licence_header_left_in(tmp_path):
@@ -358,6 +388,21 @@ def test_cli_check_raw_exit_code_stderr_and_stamp(reviews, tmp_path, capsys):
     assert json.loads(report.read_text())["failed"] == 1
     assert not stamp.exists()  # failed data passes nothing on
 
+    # each check has an MLflow run of its own, tagged with the data's hash: what passed (with
+    # the Data Docs) and what failed
+    good_run, bad_run = check_runs(tmp_path, "imdb")
+    for run, data, status in ((good_run, good, "FINISHED"), (bad_run, bad, "FAILED")):
+        tags = run.data.tags
+        assert run.info.run_name == "imdb_raw check" and run.info.status == status
+        assert tags["stage"] == "imdb_check_raw" and tags["quality.check"] == "imdb_raw"
+        assert tags["quality.passed"] == str(status == "FINISHED").lower()
+        assert tags[f"data_sha256.{data.name}"] == sha256(data)
+        assert artifact(run, "quality/docs/index.html").is_file()
+    assert good_run.data.metrics["failed"] == 0
+    assert bad_run.data.metrics["failed"] == 1
+    assert bad_run.data.metrics["passed"] == bad_run.data.metrics["evaluated"] - 1
+    assert artifact(bad_run, "quality/imdb_raw.json").read_bytes() == report.read_bytes()
+
 
 def test_cli_check_encoded_writes_its_stamp(tmp_path):
     from rnnpipe.core.vocab import Vocabulary
@@ -386,23 +431,3 @@ def test_stamp_changes_with_the_data_alone(tmp_path):
     data.write_bytes(b"abd")
     runner.write_stamp(tmp_path / "b.json", "c", [data])
     assert (tmp_path / "a.json").read_bytes() != (tmp_path / "b.json").read_bytes()
-
-
-def test_report_and_docs_logged_to_the_active_mlflow_run(reviews, tmp_path, monkeypatch,
-                                                         copy_empty_store):
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(copy_empty_store(tmp_path))
-    try:
-        mlflow.set_experiment("rnnpipe-quality")  # not the one an earlier test left active
-        with mlflow.start_run() as run:
-            check_reviews(reviews, tmp_path, data_docs=True)
-        client = mlflow.MlflowClient()
-        names = {a.path for a in client.list_artifacts(run.info.run_id, "quality")}
-        assert names == {"quality/imdb_raw.json", "quality/docs"}
-        docs = {a.path for a in client.list_artifacts(run.info.run_id, "quality/docs")}
-        assert "quality/docs/index.html" in docs
-        assert client.get_run(run.info.run_id).data.metrics["quality.imdb_raw.failed"] == 0
-    finally:
-        mlflow.set_tracking_uri(None)

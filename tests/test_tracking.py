@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 
 import mlflow
 import pytest
@@ -24,6 +26,7 @@ def store(tmp_path, monkeypatch, copy_empty_store):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.delenv(tracking.SUFFIX_ENV, raising=False)
     yield tmp_path
     mlflow.end_run()
 
@@ -37,6 +40,44 @@ def test_the_store_is_the_project_roots_also_from_a_copy(store, monkeypatch):
     assert experiment.artifact_location == (store / "mlartifacts").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     assert tracking.tracking_uri() == "sqlite:///elsewhere.db"
+
+
+def test_a_second_setup_in_the_process_still_sees_the_project_roots_store(store, monkeypatch,
+                                                                          copy_empty_store):
+    # the first setup's mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI
+    tracking.setup("imdb")
+    assert os.environ["MLFLOW_TRACKING_URI"] == tracking.local_uri()
+    experiment_id = tracking.setup("charlm")
+    experiment = mlflow.MlflowClient().get_experiment(experiment_id)
+    assert experiment.artifact_location == (store / "mlartifacts").as_uri()
+    # a store the user named elsewhere keeps its own artifact root
+    (store / "server").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_empty_store(store / "server"))
+    experiment_id = tracking.setup("imdb")
+    experiment = mlflow.MlflowClient().get_experiment(experiment_id)
+    assert experiment.artifact_location != (store / "mlartifacts").as_uri()
+
+
+def test_the_suffix_names_the_experiments_apart(store, monkeypatch):
+    monkeypatch.setenv(tracking.SUFFIX_ENV, "-demo")
+    experiment_id = tracking.setup("imdb")
+    experiment = mlflow.MlflowClient().get_experiment(experiment_id)
+    assert experiment.name == tracking.experiment_name("imdb") == "rnnpipe-imdb-demo"
+    assert experiment.artifact_location == (store / "mlartifacts").as_uri()
+    for bad in ("-demo x", "/demo", "-dëmo", "-demo\n", "'"):
+        monkeypatch.setenv(tracking.SUFFIX_ENV, bad)
+        with pytest.raises(PipelineError, match=r"RNNPIPE_EXPERIMENT_SUFFIX is .*: it may hold "
+                                                r"only letters, digits, '_' and '-'"):
+            tracking.setup("imdb")
+
+
+def test_keras_is_imported_only_for_training():
+    """The quality checks log to MLflow through this module without importing TensorFlow."""
+    code = ("import sys; from rnnpipe.core import tracking; print('keras' in sys.modules); "
+            "import keras; print(issubclass(tracking.MlflowMetrics, keras.callbacks.Callback))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+    assert out.split() == ["False", "True"]
 
 
 def test_runs_left_running_by_a_killed_stage_are_marked_killed(store, monkeypatch):
@@ -73,8 +114,28 @@ def test_evaluate_finds_the_train_run_by_the_model_file(store):
         mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(model))
     assert tracking.run_of_model("imdb", model) == run.info.run_id
     model.write_bytes(b"other weights")
-    with pytest.raises(PipelineError, match="no run in the MLflow store .* trained"):
+    with pytest.raises(PipelineError, match=r"no run in the MLflow store .* trained or "
+                                            r"evaluated .*\(dvc repro -f -s imdb_evaluate\)"):
         tracking.run_of_model("imdb", model)
+
+
+def test_evaluate_in_a_store_without_the_train_run_starts_a_run_tagged_with_the_model(store):
+    model = store / "model.keras"
+    model.write_bytes(b"weights trained elsewhere")
+    run_id = tracking.evaluation_run("imdb", model)
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.data.tags[tracking.MODEL_TAG] == tracking.file_sha256(model)
+    assert run.data.tags["stage"] == "imdb_evaluate"
+    assert run.data.tags["train_run"] == "elsewhere"
+    # evaluate again, and register: the same run
+    assert tracking.evaluation_run("imdb", model) == run_id
+    assert tracking.run_of_model("imdb", model) == run_id
+    # a store holding the train run: that one
+    other = store / "other.keras"
+    other.write_bytes(b"weights trained here")
+    with tracking.train_run("imdb", "imdb_train", "imdb-train") as train:
+        mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(other))
+    assert tracking.evaluation_run("imdb", other) == train.info.run_id
 
 
 def test_data_files_are_logged_as_dataset_inputs_named_by_path_and_hash(store):

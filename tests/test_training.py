@@ -155,3 +155,51 @@ def test_epoch_decay_sets_each_epochs_learning_rate():
     seen.clear()
     model.fit(x, x[:, :1], initial_epoch=2, epochs=3, verbose=0, callbacks=[decay, Record()])
     assert seen == pytest.approx([0.0025])
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        if self.tty is None:
+            raise ValueError("I/O operation on closed file")
+        return self.tty
+
+
+@pytest.mark.parametrize("out, err, verbose", [
+    (True, True, 1),  # a person watches: Keras' bar, redrawn each batch
+    (True, False, 2),  # logs to a file
+    (False, True, 2),  # stdout, where Keras draws the bar, to a file: no carriage returns in it
+    (False, False, 2),  # dvc repro in CI, a log file
+    (None, True, 2),  # a closed stream
+])
+def test_verbosity_shows_the_bar_only_on_a_terminal(monkeypatch, out, err, verbose):
+    monkeypatch.setattr("sys.stdout", _Stream(out))
+    monkeypatch.setattr("sys.stderr", _Stream(err))
+    assert training.verbosity() == verbose
+
+
+def test_fit_is_as_verbose_as_verbosity_says(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(training, "verbosity", lambda: 0)
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, **k: seen.append(k["verbose"]))
+    x, y = _data()
+    training.fit(_model(), x, (x, y), y=y, epochs=1, patience=1, checkpoint_dir=tmp_path,
+                 settings={"a": 1})
+    training.fit(_model(), x, (x, y), y=y, epochs=1, patience=1, checkpoint_dir=tmp_path,
+                 settings={"a": 2}, verbose=2)
+    assert seen == [0, 2]
+
+
+def test_batches_of_arrays_and_feeds():
+    x = np.zeros((65, 3))
+    assert training.batches(x, 16) == 5 and training.batches(x) == 3  # fit's default: 32
+    assert training.batches(training._Shuffled([x], 16, seed=0)) == 5
+
+
+def test_report_holds_no_run_ids_and_counts_the_best_epoch_from_1():
+    history = [{"epoch": 0, "loss": 1.0, "val_loss": 0.9}, {"epoch": 1, "val_loss": 0.7},
+               {"epoch": 2, "val_loss": 0.8}]
+    assert training.report(history, 313, 64, 252.0) == {
+        "epochs": 3, "best_epoch": 2, "batches": 313, "batch_size": 64, "minutes": 4.2}

@@ -21,12 +21,11 @@ on a 2-core CPU, without touching the workspace.
    own, rnnpipe-<project>-demo ($RNNPIPE_EXPERIMENT_SUFFIX=-demo, read by
    rnnpipe.core.tracking.experiment_name), with their artifacts in the workspace's mlartifacts/
    like every run's; the models are registered under the profile's names, which must differ
-   from params.yaml's, so the workspace's champions stay. When rnnpipe.core.tracking does not
-   read that variable, the runs would land among the workspace's own: they then go to the
-   scratch copy's store instead (kept with --keep), and the demo says so.
+   from params.yaml's, so the workspace's champions stay.
 4. A table of the stages' times, the headline metrics (reports/imdb/metrics.json test
-   accuracy, reports/charlm/metrics.json test loss) and where to look. --keep keeps the scratch
-   folder (its reports/, dvc.lock, the sliced mirror) and prints where it is.
+   accuracy, reports/charlm/metrics.json test loss) and where to look (the `mlflow ui` command).
+   --keep keeps the scratch folder (its reports/, dvc.lock, the sliced mirror) and prints where
+   it is; the runs stay in the user's store either way.
 
 Exit status: 0 when every stage ran, 1 when `dvc repro` failed or skipped a stage, 2 on bad
 input (not a DVC project, no data to slice, a profile that does not validate or would register
@@ -62,33 +61,25 @@ from rnnpipe.verify import BadInput
 
 PROFILE = "params_demo.yaml"
 PROJECTS = ("imdb", "charlm")
-# what rnnpipe.core.tracking.experiment_name appends to rnnpipe-<project> (when it reads it)
+# what rnnpipe.core.tracking.experiment_name appends to rnnpipe-<project>
 SUFFIX_ENV = "RNNPIPE_EXPERIMENT_SUFFIX"
 SUFFIX = "-demo"
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
-# Run in the workspace, with the user's environment and SUFFIX_ENV: the store and experiment
-# names the demo's stages will use. When tracking reads SUFFIX_ENV, the demo's experiments are
-# made here by tracking.setup, run from the workspace's root as a stage there would be, so
-# their artifacts go to the workspace's mlartifacts/, not into the scratch copy.
-# (mlflow.set_tracking_uri, which setup calls, sets MLFLOW_TRACKING_URI: unset again, the next
-# setup still sees the workspace's store as the local one and gives it mlartifacts/ too.)
+# Run in the workspace, with the user's environment and SUFFIX_ENV: the store and the demo's
+# experiments, made here by tracking.setup as a stage of the workspace would make them, so that
+# their artifacts go to the workspace's mlartifacts/ (the copy's stages, whose root is the copy,
+# find them made).
 STORE_SCRIPT = """\
 import json
-import os
 import sys
 
 from rnnpipe.core import tracking
 
-users = os.environ.get("MLFLOW_TRACKING_URI")
 uri = tracking.tracking_uri()
 names = {p: tracking.experiment_name(p) for p in sys.argv[1:]}
-own = all(name != f"rnnpipe-{p}" for p, name in names.items())
-if own:
-    for p in names:
-        if not users:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        tracking.setup(p)
-print(json.dumps({"uri": uri, "names": names, "own": own}))
+for p in names:
+    tracking.setup(p)
+print(json.dumps({"uri": uri, "names": names}))
 """
 
 
@@ -378,15 +369,9 @@ def demo(root: Path, profile: Path, mirror: Path | None, keep: bool) -> int:
         held = make_mirror(params, sources, sliced)
         store = store_answer(check)
         names = ", ".join(store["names"].values())
-        if store["own"]:
-            env["MLFLOW_TRACKING_URI"] = store["uri"]
-            if os.environ.get("MLFLOW_REGISTRY_URI"):
-                env["MLFLOW_REGISTRY_URI"] = os.environ["MLFLOW_REGISTRY_URI"]
-        else:
-            print(f"demo: rnnpipe.core.tracking does not read ${SUFFIX_ENV}: in your MLflow "
-                  f"store the demo's runs would mix with the workspace's ({names}), so they "
-                  f"go to the scratch copy's own store ({env['MLFLOW_TRACKING_URI']}; "
-                  f"--keep keeps it)", file=sys.stderr)
+        env["MLFLOW_TRACKING_URI"] = store["uri"]
+        if os.environ.get("MLFLOW_REGISTRY_URI"):
+            env["MLFLOW_REGISTRY_URI"] = os.environ["MLFLOW_REGISTRY_URI"]
         env[MIRROR_ENV] = str(sliced)
         env[SUFFIX_ENV] = SUFFIX
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -431,14 +416,11 @@ def report(stages: dict, times: list[tuple[str, float]], code: int, setup: float
         print("\n" + "\n".join(lines))
     uri = env["MLFLOW_TRACKING_URI"]
     print("\nWhere to look:")
-    if store["own"]:
-        models = ", ".join(_read(copy / f"reports/{p}/promotion.json").get("model_name", "")
-                           for p in PROJECTS).strip(", ")
-        print(f"  {ui_command(uri)}")
-        print(f"    experiments {', '.join(store['names'].values())}"
-              + (f"; registered models {models}" if models else ""))
-    elif keep:
-        print(f"  {ui_command(uri)}    (the scratch copy's store)")
+    models = ", ".join(_read(copy / f"reports/{p}/promotion.json").get("model_name", "")
+                       for p in PROJECTS).strip(", ")
+    print(f"  {ui_command(uri)}")
+    print(f"    experiments {', '.join(store['names'].values())}"
+          + (f"; registered models {models}" if models else ""))
     if keep:
         print(f"  {copy / 'reports'}/    metrics, plots, promotion decisions, compare.md")
     else:

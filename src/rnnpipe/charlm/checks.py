@@ -112,7 +112,7 @@ def check_raw(params: Params, corpus: Path, report: Path, stamp: Path) -> None:
         raise PipelineError(f"cannot read {corpus}: {e}") from None
     suite = raw_suite(params.charlm.check_raw)
     runner.validate("charlm_raw", [runner.Table("corpus", raw_table(text), suite,
-                                                ("licence_line",))], report)
+                                                ("licence_line",))], report, files=[corpus])
     runner.write_stamp(stamp, "charlm_raw", [corpus])
 
 
@@ -134,6 +134,7 @@ def check_encoded(params: Params, processed: Path, report: Path, stamp: Path) ->
     fractions = {"train": p.train_fraction, "valid": p.valid_fraction, "test": p.test_fraction}
     table = encoded_table(parts, fractions)
     suite = encoded_suite(params.charlm.check_encoded, fractions, len(vocab))
-    runner.validate("charlm_encoded", [runner.Table("parts", table, suite, ("part",))], report)
-    runner.write_stamp(stamp, "charlm_encoded",
-                       [processed / "vocab.json", *(processed / f"{p}.npz" for p in PARTS)])
+    files = [processed / "vocab.json", *(processed / f"{p}.npz" for p in PARTS)]
+    runner.validate("charlm_encoded", [runner.Table("parts", table, suite, ("part",))], report,
+                    files=files)
+    runner.write_stamp(stamp, "charlm_encoded", files)

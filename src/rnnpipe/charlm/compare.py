@@ -43,9 +43,14 @@ def compare(params: Params, processed: Path, vocab: Path, hparams: Path, out: Pa
            for row in report.ROWS}  # every row checked before the first one trains
     v = Vocabulary.load(vocab)
     ids = {part: load_ids(processed / f"{part}.npz") for part in ("train", "valid", "test")}
+    feeds = {row: make_feed(ids["train"], ids["valid"], feed_kind, c.batch_size,
+                            hp["seq_length"]) for row, hp in hps.items()}
+    report.announce("charlm", hps, {row: training.batches(f.fit_kwargs["x"], c.batch_size)
+                                    for row, f in feeds.items()},
+                    f"{len(ids['train']):,} characters, {feed_kind} feed", c, out)
     rows = {}
     for row, hp in hps.items():
-        feed = make_feed(ids["train"], ids["valid"], feed_kind, c.batch_size, hp["seq_length"])
+        feed = feeds[row]
         training.set_seed(params.seed)
         model = feed.build(hp, len(v))
         log.info("%s: %s, %d parameters", row, report.describe(hp), model.count_params())

@@ -1,6 +1,7 @@
 """evaluate: held-out loss, bits per character and perplexity on the validation and test text
 (each read as one stream, state carried), samples at several temperatures; logged with the
-pyfunc into the train run."""
+pyfunc into the train run, with the learning curves (figures/learning_curves.png) and each
+sample as samples/temperature_<t>.txt."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from rnnpipe.charlm.feed import load_ids
 from rnnpipe.charlm.model import bits
+from rnnpipe.core import figures
 from rnnpipe.core.atomic import write_json, write_text
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.errors import PipelineError
@@ -43,7 +45,7 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
 
     p = params.charlm.evaluate
     model = load_model(model_dir / "model.keras")
-    run_id = tracking.run_of_model("charlm", model_dir / "model.keras")  # before writing anything
+    run_id = tracking.evaluation_run("charlm", model_dir / "model.keras")  # before writing anything
     v = Vocabulary.load(model_dir / "vocab.json")
     m = {}
     for part in ("valid", "test"):
@@ -57,8 +59,8 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
     cols = ["epoch", "loss", "val_loss", "bits_per_char", "val_bits_per_char"]
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
-    for e in history:
-        row = e | bits(e)
+    rows = [e | bits(e) for e in history]
+    for row in rows:
         w.writerow({c: row[c] for c in cols})
     write_text(reports / "curves.csv", buf.getvalue())
 
@@ -66,8 +68,9 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
     parts = [f"# Samples from {p.prompt!r}\n",
              "Temperature divides the logits (temperature = 1 / the textbook's scale factor). "
              f"{p.sample_length} characters each, seed {params.seed}.\n"]
+    texts = {}
     for t in p.temperatures:
-        text = gen.generate(p.prompt, p.sample_length, t, seed=params.seed)
+        text = texts[t] = gen.generate(p.prompt, p.sample_length, t, seed=params.seed)
         parts.append(f"## temperature {t:g}\n\n```text\n{text}\n```\n")
     samples = "\n".join(parts)
     write_text(reports / "samples.md", samples)
@@ -76,6 +79,10 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
         for part, values in m.items():
             mlflow.log_metrics({f"{part}_{k}": float(x) for k, x in values.items()})
         mlflow.log_text(samples, "samples.md")
+        for t, text in texts.items():
+            mlflow.log_text(text, f"samples/temperature_{t:g}.txt")
+        figures.log({"learning_curves": figures.learning_curves(
+            rows, {"loss": "loss (nats/char)", "bits_per_char": "bits per char"})})
         mlflow.log_artifact(str(reports / "curves.csv"))
         pyfunc.log_pyfunc(model_dir / "model.keras", model_dir / "vocab.json")
     log.info("valid loss %.4f, test loss %.4f nats/char", m["valid"]["loss"], m["test"]["loss"])

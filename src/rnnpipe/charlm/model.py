@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from rnnpipe.core.attention import encoder
-from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.errors import ModelConfigError, PipelineError
 
 CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
 
@@ -27,7 +27,7 @@ def build_char_lm(hp: dict, vocab_size: int, *, stateful: bool = False,
     no state to carry: its context is its position table, seq_length characters.
     """
     if stateful and not batch_size:
-        raise ValueError("a stateful model needs batch_size")
+        raise ModelConfigError("a stateful model needs batch_size")
     inputs = keras.Input(batch_shape=(batch_size if stateful else None, None), dtype="int32",
                          name="ids")
     x = keras.layers.Embedding(vocab_size, hp["embedding_dim"], name="embedding")(inputs)

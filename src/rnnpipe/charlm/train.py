@@ -10,6 +10,7 @@ from pathlib import Path
 from rnnpipe.charlm.feed import load_ids, make_feed
 from rnnpipe.charlm.model import bits
 from rnnpipe.core import hparams as hparams_file
+from rnnpipe.core import progress
 from rnnpipe.core.atomic import atomic_path, write_json
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(".checkpoints/charlm")
 STAGE = "charlm_train"
+REPORT = Path("reports/charlm/train.json")
 
 
 @command("charlm", "train",
@@ -27,8 +29,11 @@ STAGE = "charlm_train"
          arg("vocab", type=Path, help="vocab.json"),
          arg("hparams", type=Path, help="models/charlm/hparams.json (the hparams stage's)"),
          arg("out", type=Path, help="models/charlm: model.keras, vocab.json, history.json"),
+         arg("--report", type=Path, default=REPORT,
+             help="epochs, best epoch, batches and minutes (default: %(default)s)"),
          help="train the character-level language model (windows or truncated BPTT)")
-def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path) -> None:
+def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path,
+          report: Path = REPORT) -> None:
     import keras
     import mlflow
 
@@ -41,6 +46,10 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
     training.set_seed(params.seed)
     feed = make_feed(train_ids, valid_ids, p.feed, p.batch_size, hp["seq_length"])
     model = feed.build(hp, len(v))
+    n = training.batches(feed.fit_kwargs["x"], p.batch_size)
+    progress.announce("charlm train", f"up to {p.epochs} epochs of {n} batches (batch "
+                      f"{p.batch_size}, {len(train_ids):,} characters, {p.feed} feed)", report,
+                      count="epochs")
     run_settings = {"feed": p.feed, "batch_size": p.batch_size, "epochs": p.epochs,
                     "patience": p.patience}
     settings = {"train": run_settings, "hp": hp, "seed": params.seed, "vocab": len(v),
@@ -65,8 +74,7 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
             patience=p.patience, checkpoint_dir=CHECKPOINTS, settings=settings,
             run_id=run.info.run_id,
             callbacks=[*feed.callbacks, tracking.MlflowMetrics(transform=bits),
-                       *training.schedule(hp)], verbose=2,
-            **kwargs)
+                       *training.schedule(hp)], **kwargs)
         seconds = time.perf_counter() - t0
         mlflow.log_metric("train_seconds", seconds)
         with atomic_path(out / "model.keras") as tmp:
@@ -75,6 +83,7 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
             mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(tmp))
         v.save(out / "vocab.json")
         write_json(out / "history.json", {"hparams": hp, "feed": p.feed, "epochs": history})
+        write_json(report, training.report(history, n, p.batch_size, seconds))
     training.clear_checkpoints(CHECKPOINTS)
     log.info("trained in %.0f s; best val_loss %.4f", seconds,
              min(e["val_loss"] for e in history))

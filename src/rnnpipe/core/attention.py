@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from rnnpipe.core.errors import ModelConfigError
+
 FF_MULT = 4  # the feed-forward layer is 4 x the model width, as in the original Transformer
 
 
@@ -49,7 +51,7 @@ class PositionEmbedding(layers.Layer):
 
 def check_shape(width: int, heads: int) -> None:
     if heads < 1 or width % heads:
-        raise ValueError(f"heads ({heads}) must divide the model width, units ({width})")
+        raise ModelConfigError(f"heads ({heads}) must divide the model width, units ({width})")
 
 
 def encoder(x, *, width: int, heads: int, n_layers: int, dropout: float, max_positions: int,

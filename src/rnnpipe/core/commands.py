@@ -5,6 +5,8 @@ By convention the command `<command>` of `<project>` lives in the module
 import another that registers it, such as rnnpipe.imdb.download importing rnnpipe.core.fetch).
 `rnnpipe <project> <command>` imports that module alone: a DVC stage's code is its module and
 what that imports, and no central table that every stage would depend on lists the commands.
+Help and a mistyped name read the decorators from the source instead (rnnpipe.cli.listing, no
+import): @command's projects, name and help are literals, or names bound to literals.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from rnnpipe.core import progress
 from rnnpipe.core.atomic import write_json, write_text
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import CompareParams
@@ -44,7 +45,7 @@ def fit(model, train, valid, compare: CompareParams, *, seed: int, checkpoint_di
     model, history = training.fit(
         model, train, valid, epochs=compare.epochs, patience=compare.patience,
         checkpoint_dir=checkpoint_dir, settings=settings | {"seed": seed},
-        callbacks=[*callbacks, limit], verbose=2, **fit_kwargs)
+        callbacks=[*callbacks, limit], **fit_kwargs)
     minutes = (time.perf_counter() - t) / 60
     training.clear_checkpoints(checkpoint_dir)
     if limit.cut:
@@ -53,6 +54,19 @@ def fit(model, train, valid, compare: CompareParams, *, seed: int, checkpoint_di
                     "that does not)", compare.max_minutes, len(history), compare.epochs)
     return {"epochs": len(history), "train_minutes": round(minutes, 2),
             "cut_by_budget": limit.cut, "history": history}
+
+
+def announce(project: str, hps: dict, batches: dict, data: str, compare: CompareParams,
+             out: Path) -> str:
+    """The stage's first line: each row's model and batches per epoch, and the last run's
+    training minutes (summed over the rows of out/compare.json)."""
+    models = ", ".join(f"{row} = {describe(hp)} ({batches[row]} batches/epoch)"
+                       for row, hp in hps.items())
+    return progress.announce(
+        f"{project} compare", f"{len(hps)} models, up to {compare.epochs} epochs each (batch "
+        f"{compare.batch_size}, {data}): {models}", out / "compare.json",
+        key=lambda r: sum(row["train_minutes"] for row in r.values()),
+        count=lambda r: f"{len(r)} models trained")
 
 
 def describe(hp: dict) -> str:

@@ -4,7 +4,8 @@ A check validates one or more tables (pandas DataFrames), each against its own s
 a file Data Context in `<report folder>/gx/` (git-ignored, under reports/). The context is
 file-backed, not ephemeral, so that the four checks share one Data Docs site in
 `<report folder>/docs/` whose index lists the latest result of every check. Everything is
-created with add_or_update, so a rerun never fails with "already exists".
+created with add_or_update, so a rerun never fails with "already exists". Each check, passed or
+failed, also logs the report and the site to an MLflow run of its own (see _log_to_mlflow).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +77,14 @@ def _forget_old_results(context, suite_names: set[str]) -> None:
             store.remove_key(key)
 
 
-def validate(check: str, tables: list[Table], report_path: Path, *, data_docs: bool = True
-             ) -> dict:
-    """Validate every table; write the JSON report and the Data Docs; return the report.
+def validate(check: str, tables: list[Table], report_path: Path, *, files: list[Path] = (),
+             data_docs: bool = True) -> dict:
+    """Validate every table; write the JSON report and the Data Docs, log both to an MLflow run
+    of the check's own (see _log_to_mlflow; `files`: the data checked, named there by their
+    SHA-256); return the report.
 
-    Raises PipelineError (after writing both) when an expectation fails. data_docs=False skips
-    the HTML (about 2 s a check; the unit tests skip it).
+    Raises PipelineError (after writing and logging both) when an expectation fails.
+    data_docs=False skips the HTML (about 2 s a check; the unit tests skip it).
     """
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -124,7 +129,7 @@ def validate(check: str, tables: list[Table], report_path: Path, *, data_docs: b
     write_json(report_path, report)
     log.info("%s: %d expectations, %d failed, %.1f s", check, len(results), len(failed),
              report["seconds"])
-    _log_to_mlflow(check, report, report_path, docs)
+    _log_to_mlflow(check, report, report_path, docs if data_docs else None, files)
     if failed:
         raise PipelineError(summary(report))
     return report
@@ -219,28 +224,50 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _log_to_mlflow(check: str, report: dict, report_path: Path, docs: Path) -> None:
-    """Attach the report and the Data Docs to the active MLflow run, if there is one."""
+def _log_to_mlflow(check: str, report: dict, report_path: Path, docs: Path | None,
+                   files: list[Path]) -> None:
+    """A run of the check's own in its project's experiment (the check's first word: imdb_raw
+    -> rnnpipe-imdb, stage imdb_check_raw): the report and the Data Docs under quality/, the
+    counts, tags naming the data by SHA-256 (data_sha256.<file name>, as in the stamp). The run
+    of data that fails ends FAILED."""
     import mlflow
 
-    if mlflow.active_run() is None:
-        return
-    mlflow.log_artifact(str(report_path), artifact_path="quality")
-    if docs.is_dir():
-        mlflow.log_artifacts(str(docs), artifact_path="quality/docs")
-    mlflow.log_metrics({f"quality.{check}.failed": report["failed"],
-                        f"quality.{check}.passed": report["passed"]})
+    from rnnpipe.core import tracking
+
+    project, _, kind = check.partition("_")
+    stage = f"{project}_check_{kind}"
+    experiment_id = tracking.setup(project)
+    tracking.close_stale_runs(experiment_id, stage)
+    tags = {"stage": stage, "quality.check": check,
+            "quality.passed": str(report["success"]).lower(),
+            **{f"data_sha256.{name}": d for name, d in digests(files).items()},
+            **tracking.source_tags()}
+    with mlflow.start_run(run_name=f"{check} check", tags=tags):
+        mlflow.log_metrics({k: report[k] for k in ("passed", "failed", "evaluated")})
+        mlflow.log_artifact(str(report_path), artifact_path="quality")
+        if docs and docs.is_dir():
+            with tempfile.TemporaryDirectory() as tmp:
+                # not GX's tutorial GIFs (3.3 of the site's 4 MB), which no page shows
+                shutil.copytree(docs, f"{tmp}/docs", ignore=shutil.ignore_patterns("*.gif"))
+                mlflow.log_artifacts(f"{tmp}/docs", artifact_path="quality/docs")
+        if not report["success"]:
+            mlflow.end_run("FAILED")
+
+
+def digests(files: list[Path]) -> dict[str, str]:
+    """file name -> SHA-256 of its bytes."""
+    out = {}
+    for path in files:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out[Path(path).name] = h.hexdigest()
+    return out
 
 
 def write_stamp(stamp: Path, check: str, files: list[Path]) -> None:
     """Record that `files` passed `check`: their names and SHA-256, nothing else (no times), so
     the stamp changes exactly when the data does and a rerun on the same data reruns nothing
     downstream."""
-    digests = {}
-    for path in files:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digests[Path(path).name] = h.hexdigest()
-    write_json(stamp, {"check": check, "passed": digests})
+    write_json(stamp, {"check": check, "passed": digests(files)})

@@ -45,7 +45,7 @@ from rnnpipe.core.atomic import write_json, write_text
 from rnnpipe.core.commands import arg
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import TuneParams
-from rnnpipe.core.training import schedule, settings_key
+from rnnpipe.core.training import schedule, settings_key, verbosity
 
 log = logging.getLogger(__name__)
 
@@ -312,9 +312,10 @@ def subsample(n: int, fraction: float, seed: int) -> np.ndarray:
 
 
 def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Path(".tuner"),
-               verbose: int = 2) -> dict | None:
+               verbose: int | None = None) -> dict | None:
     """Run (or continue) the search; returns the result for best_hparams.json, or None in a
-    distributed worker, which only runs trials."""
+    distributed worker, which only runs trials. `verbose`: Keras', verbosity() if None."""
+    verbose = verbosity() if verbose is None else verbose
     who = role()
     key = settings_key({"tune": tune.model_dump(), "base": task.base, "seed": seed,
                         "data": task.fingerprint, "code": code_fingerprint()})

@@ -4,26 +4,32 @@ The tracking store is `sqlite:///mlflow.db` and artifacts go to `mlartifacts/`, 
 project's root (also for `dvc exp run --temp`, which runs in a copy), so `mlflow ui` from the
 root shows every run; set MLFLOW_TRACKING_URI to use a server. Nothing a DVC stage depends on
 holds a run id: evaluate and register find the train run by the SHA-256 of the model file it
-trained (the tag `model_sha256`).
+trained (the tag `model_sha256`). $RNNPIPE_EXPERIMENT_SUFFIX names the experiments apart
+(`make demo` logs to rnnpipe-<project>-demo).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import mlflow
 import sqlalchemy
 from mlflow.exceptions import MlflowException
 
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.paths import project_root
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +39,39 @@ MODEL_TAG = "model_sha256"
 # the dependency set the run trained with: the SHA-256 of requirements.lock (`make setup`
 # installs exactly its versions), "none" without one
 LOCK_TAG = "requirements_lock_sha256"
+# appended to the experiments' names, rnnpipe-<project><suffix>
+SUFFIX_ENV = "RNNPIPE_EXPERIMENT_SUFFIX"
+
+
+def local_uri() -> str:
+    """The project root's own store."""
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
 
 
 def experiment_name(project: str) -> str:
-    return f"rnnpipe-{project}"
+    suffix = os.environ.get(SUFFIX_ENV, "")
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", suffix):
+        raise PipelineError(f"${SUFFIX_ENV} is {suffix!r}: it may hold only letters, digits, "
+                            f"'_' and '-' (e.g. -demo)")
+    return f"rnnpipe-{project}{suffix}"
 
 
 def setup(project: str) -> str:
     """Point MLflow at the tracking store and the project's experiment; returns its id."""
-    local = not os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri sets the variable
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    # by the URI, not by MLFLOW_TRACKING_URI being set: set_tracking_uri sets it
+    local = uri == local_uri()
     name = experiment_name(project)
+    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     try:
         experiment = client.get_experiment_by_name(name)
     except MlflowException as e:
-        raise PipelineError(f"MLflow tracking store {tracking_uri()}: {e.message}") from None
+        raise PipelineError(f"MLflow tracking store {uri}: {e.message}") from None
     if experiment is None:
         location = (project_root() / "mlartifacts").as_uri() if local else None
         try:
@@ -148,26 +167,40 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _model_runs(project: str, digest: str) -> list:
+    """Runs tagged with the model file's SHA-256, newest first."""
+    return mlflow.MlflowClient().search_runs(
+        [setup(project)], f"tags.{MODEL_TAG} = '{digest}'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+
+
 def run_of_model(project: str, model_path: Path) -> str:
-    """The id of the train run that wrote `model_path`."""
-    experiment_id = setup(project)
+    """The id of the run that trained (or, in another store, evaluated) `model_path`."""
     digest = file_sha256(model_path)
-    runs = mlflow.MlflowClient().search_runs(
-        [experiment_id], f"tags.{MODEL_TAG} = '{digest}'", order_by=["attributes.start_time DESC"],
-        max_results=1)
+    runs = _model_runs(project, digest)
     if not runs:
         raise PipelineError(
             f"no run in the MLflow store {tracking_uri()} (experiment "
-            f"{experiment_name(project)}) trained {model_path} (sha256 {digest[:12]}…): the store "
-            f"is not the one train logged to; rerun train (dvc repro -f -s {project}_train)")
+            f"{experiment_name(project)}) trained or evaluated {model_path} (sha256 "
+            f"{digest[:12]}…): run evaluate first (dvc repro -f -s {project}_evaluate)")
     return runs[0].info.run_id
 
 
-@contextlib.contextmanager
-def model_run(project: str, model_path: Path) -> Iterator[mlflow.ActiveRun]:
-    """Continue the train run of `model_path` (evaluate logs into it)."""
-    with mlflow.start_run(run_id=run_of_model(project, model_path)) as run:
-        yield run
+def evaluation_run(project: str, model_path: Path) -> str:
+    """The run evaluate logs into: the train run of `model_path`, or, when this store has none
+    (a clone after `dvc pull`, a new store), a new run tagged with the model's hash, so that
+    evaluate and register work without retraining."""
+    digest = file_sha256(model_path)
+    runs = _model_runs(project, digest)
+    if runs:
+        return runs[0].info.run_id
+    log.warning("no run in %s trained %s: it was trained with another store; logging the "
+                "evaluation to a new run", tracking_uri(), model_path)
+    run = mlflow.MlflowClient().create_run(
+        setup(project), run_name=f"{project}-evaluate",
+        tags={"stage": f"{project}_evaluate", MODEL_TAG: digest, "train_run": "elsewhere",
+              LOCK_TAG: lock_sha256(), **source_tags()})
+    return run.info.run_id
 
 
 def log_data(paths: dict[str, Path], context: str = "training") -> None:
@@ -197,6 +230,8 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def device_name() -> str:
     """What Keras trains on: the first GPU if there is one, else the CPU."""
+    import keras
+
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -220,16 +255,31 @@ def log_model_summary(model: keras.Model) -> None:
     mlflow.log_text("\n".join(lines), "model_summary.txt")
 
 
-class MlflowMetrics(keras.callbacks.Callback):
-    """Log every epoch's logs (loss, val_loss, ...) to the active MLflow run, step = epoch."""
+def __getattr__(name: str):
+    # keras (TensorFlow: seconds) only for the stages that train, not for the quality checks
+    if name == "MlflowMetrics":
+        return _metrics_callback()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def __init__(self, transform=None):
-        super().__init__()
-        # optional: logs -> extra metrics, e.g. bits per character from a loss in nats
-        self.transform = transform
 
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        if self.transform:
-            logs.update(self.transform(logs))
-        mlflow.log_metrics(logs, step=epoch)
+@functools.cache
+def _metrics_callback() -> type:
+    import keras
+
+    class MlflowMetrics(keras.callbacks.Callback):
+        """Log every epoch's logs (loss, val_loss, ...) to the active MLflow run, step =
+        epoch."""
+
+        def __init__(self, transform=None):
+            super().__init__()
+            # optional: logs -> extra metrics, e.g. bits per character from a loss in nats
+            self.transform = transform
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            if self.transform:
+                logs.update(self.transform(logs))
+            mlflow.log_metrics(logs, step=epoch)
+
+    MlflowMetrics.__module__, MlflowMetrics.__qualname__ = __name__, "MlflowMetrics"
+    return MlflowMetrics

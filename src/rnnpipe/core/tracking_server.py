@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rnnpipe.core.errors import PipelineError
 
-NAME = "rnnpipe tracking-server"
+NAME = "python -m rnnpipe.core.tracking_server"  # what `make tracking-server` runs
 CHECK_TIMEOUT_S = 10
 
 
@@ -92,7 +92,7 @@ def check_bucket(destination: str, timeout: int = CHECK_TIMEOUT_S) -> None:
         s3 = boto3.client("s3", endpoint_url=endpoint,
                           config=Config(connect_timeout=timeout, read_timeout=timeout,
                                         retries={"max_attempts": 2}))
-        s3.put_object(Bucket=bucket, Key=key, Body=b"rnnpipe tracking-server write check\n")
+        s3.put_object(Bucket=bucket, Key=key, Body=b"rnnpipe tracking server write check\n")
         s3.delete_object(Bucket=bucket, Key=key)
     except ClientError as e:
         err = e.response.get("Error", {})
@@ -120,7 +120,7 @@ def server_command(mlflow: str, destination: str, host: str, port: int, workers:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m rnnpipe.core.tracking_server",
+        prog=NAME,
         description="Start an MLflow tracking server for a team: PostgreSQL for runs and the "
                     "registry, an S3 bucket for artifacts behind the server's proxy. Arguments "
                     "after `--` go to `mlflow server` (e.g. -- --allowed-hosts "

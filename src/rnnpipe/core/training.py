@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,41 @@ def set_seed(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def _tty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return False
+
+
+def verbosity() -> int:
+    """Keras' `verbose` for fit: 1, a progress bar redrawn each batch, when a person watches
+    (stdout, where Keras draws it, and stderr, where the logs go, both terminals); else 2, one
+    line per epoch, which reads well in a log file where the bar's carriage returns do not."""
+    return 1 if _tty(sys.stdout) and _tty(sys.stderr) else 2
+
+
+def batches(train, batch_size: int | None = None) -> int:
+    """Batches in an epoch of `train`: arrays in batches of `batch_size` (fit's default 32), or
+    a feed that knows its length (a tf.data dataset of known size, a PyDataset)."""
+    if isinstance(train, np.ndarray):
+        return -(-len(train) // (batch_size or 32))
+    if hasattr(train, "cardinality"):
+        return int(train.cardinality())
+    return len(train)
+
+
+def report(history: list[dict], batches: int, batch_size: int, seconds: float,
+           monitor: str = "val_loss") -> dict:
+    """A train stage's report (reports/<project>/train.json): epochs run, the best by `monitor`
+    (counted from 1), batches per epoch of batch_size, minutes. Only the minutes vary between
+    two runs of the same data and params."""
+    scored = [e for e in history if monitor in e]
+    best = min(scored, key=lambda e: e[monitor])["epoch"] + 1 if scored else None
+    return {"epochs": len(history), "best_epoch": best, "batches": batches,
+            "batch_size": batch_size, "minutes": round(seconds / 60, 2)}
 
 
 def settings_key(settings: dict) -> str:
@@ -244,7 +280,7 @@ def fit(model: keras.Model, train, valid, *, epochs: int, patience: int, checkpo
     "seed" (0 if absent) orders numpy `train` arrays, which are shuffled per epoch by
     (seed, epoch) unless shuffle=False. A `train` feed with a `set_epoch(epoch)` method (such as
     rnnpipe.imdb.inputs.dataset) is told each epoch before it is read. `run_id` (an MLflow run
-    id) is kept with the checkpoint, for resumable_run_id.
+    id) is kept with the checkpoint, for resumable_run_id. `verbose` defaults to verbosity().
     """
     folder = Path(checkpoint_dir) / settings_key(settings)
     state = _read_state(folder)
@@ -263,6 +299,7 @@ def fit(model: keras.Model, train, valid, *, epochs: int, patience: int, checkpo
         elif state["weights"]:  # `monitor` never logged: the last weights
             model.load_weights(folder / state["weights"])
         return model, state["history"]
+    fit_kwargs.setdefault("verbose", verbosity())
     train = _feed(train, int(settings.get("seed", 0)), fit_kwargs)
     set_epoch = [_SetEpoch(train)] if hasattr(train, "set_epoch") else []
     # user callbacks see (and may add to) an epoch's logs before its state is saved

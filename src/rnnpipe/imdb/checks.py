@@ -191,7 +191,8 @@ def check_raw(params: Params, reviews: Path, report: Path, stamp: Path) -> None:
         raise PipelineError(f"cannot read {reviews}: {e}") from None
     suite = raw_suite(params.imdb.check_raw, params.imdb.ingest.include_unsup)
     runner.validate("imdb_raw", [runner.Table("reviews", raw_table(df), suite,
-                                              ("split", "label", "id"))], report)
+                                              ("split", "label", "id"))], report,
+                    files=[reviews])
     runner.write_stamp(stamp, "imdb_raw", [reviews])
 
 
@@ -204,7 +205,7 @@ def check_encoded(params: Params, processed: Path, report: Path, stamp: Path) ->
     parts = _load_parts(processed, ("ids", "lengths", "labels"))
     table = encoded_table(parts, vocab.pad_id, vocab.oov_id)
     suite = encoded_suite(params.imdb.check_encoded, len(vocab), params.imdb.encode.max_len)
+    files = [processed / "vocab.json", *(processed / f"{p}.npz" for p in LABELLED)]
     runner.validate("imdb_encoded", [runner.Table("sequences", table, suite, ("split", "row"))],
-                    report)
-    runner.write_stamp(stamp, "imdb_encoded",
-                       [processed / "vocab.json", *(processed / f"{p}.npz" for p in LABELLED)])
+                    report, files=files)
+    runner.write_stamp(stamp, "imdb_encoded", files)

@@ -45,6 +45,9 @@ def compare(params: Params, processed: Path, vocab: Path, hparams: Path, vectors
     v = Vocabulary.load(vocab)
     splits = {s: read_split(processed, s) for s in ("train", "valid", "test")}
     max_len = splits["train"]["ids"].shape[1]
+    n = training.batches(dataset(splits["train"], c.batch_size, max_len))
+    report.announce("imdb", hps, dict.fromkeys(hps, n),
+                    f"{len(splits['train']['ids']):,} reviews", c, out)
     rows = {}
     for row, hp in hps.items():
         weights = read_vectors(vectors, len(v)) if hp["pretrained"] else None

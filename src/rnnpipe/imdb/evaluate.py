@@ -1,5 +1,6 @@
 """evaluate: validation and test metrics of the trained model, the decision threshold chosen on
-validation, plots, and the pyfunc logged into the train run."""
+validation, plots, and the pyfunc logged into the train run, with figures of the test split and
+the learning curves (figures/*.png)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnpipe.core import figures
 from rnnpipe.core.atomic import atomic_path, write_json
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.errors import PipelineError
@@ -53,7 +55,7 @@ def evaluate(params: Params, processed: Path, modeldir: Path, metrics: Path,
     from rnnpipe.imdb.model import predict_proba
 
     model = load_model(modeldir / "model.keras")
-    run_id = tracking.run_of_model("imdb", modeldir / "model.keras")  # before writing anything
+    run_id = tracking.evaluation_run("imdb", modeldir / "model.keras")  # before writing anything
     proba, labels = {}, {}
     for split in ("valid", "test"):
         data = read_split(processed, split)
@@ -79,6 +81,11 @@ def evaluate(params: Params, processed: Path, modeldir: Path, metrics: Path,
             mlflow.log_metrics({f"{split}_{k}": v for k, v in values.items() if v is not None})
         mlflow.log_artifacts(str(plots), "plots")
         pyfunc.log_model(modeldir, params.imdb.encode, thr)
+        figures.log(figures.roc_pr_confusion(labels["test"], proba["test"], thr))
+        curves = {"loss": "loss (cross-entropy)"}
+        if "accuracy" in history[0]:
+            curves["accuracy"] = "accuracy"
+        figures.log({"learning_curves": figures.learning_curves(history, curves)})
     write_json(metrics, result)
     log.info("threshold %.3f; valid accuracy %.4f; test accuracy %.4f", thr,
              result["valid"]["accuracy"], result["test"]["accuracy"])

@@ -11,7 +11,7 @@ import keras
 from keras import layers, ops
 
 from rnnpipe.core.attention import encoder
-from rnnpipe.core.errors import PipelineError
+from rnnpipe.core.errors import ModelConfigError, PipelineError
 
 CELLS = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}
 
@@ -24,7 +24,7 @@ class MaskedPooling(layers.Layer):
     def __init__(self, mode: str = "max", **kwargs):
         super().__init__(**kwargs)
         if mode not in ("max", "mean", "last"):
-            raise ValueError(f"pooling mode must be 'max', 'mean' or 'last', got {mode!r}")
+            raise ModelConfigError(f"pooling mode must be 'max', 'mean' or 'last', got {mode!r}")
         self.mode = mode
         self.supports_masking = True
 
@@ -83,9 +83,9 @@ def build_sentiment_model(hp: dict, vocab_size: int, vectors=None) -> keras.Mode
     model = keras.Model(ids, out, name="sentiment")
     if hp.get("pretrained"):
         if vectors is None:
-            raise ValueError("pretrained is true but no word vectors were given")
+            raise ModelConfigError("pretrained is true but no word vectors were given")
         if tuple(vectors.shape) != (vocab_size, hp["embedding_dim"]):
-            raise ValueError(f"word vectors of shape {tuple(vectors.shape)} do not fit the "
+            raise ModelConfigError(f"word vectors of shape {tuple(vectors.shape)} do not fit the "
                              f"vocabulary ({vocab_size}) and embedding_dim "
                              f"({hp['embedding_dim']}): embedding_dim must be the vectors' size")
         embedding.set_weights([vectors])

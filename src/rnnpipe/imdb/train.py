@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from rnnpipe.core import hparams as hparams_file
+from rnnpipe.core import progress
 from rnnpipe.core.atomic import atomic_path, write_json
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(".checkpoints/imdb")
 STAGE = "imdb_train"
+REPORT = Path("reports/imdb/train.json")
 
 
 @command("imdb", "train",
@@ -28,9 +30,11 @@ STAGE = "imdb_train"
          arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's), "
                                         "read when the hyperparameters say pretrained"),
          arg("outdir", type=Path, help="models/imdb: model.keras, vocab.json, history.json"),
+         arg("--report", type=Path, default=REPORT,
+             help="epochs, best epoch, batches and minutes (default: %(default)s)"),
          help="train the sentiment RNN, early-stopping on validation loss; log to MLflow")
 def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: Path,
-          outdir: Path) -> None:
+          outdir: Path, report: Path = REPORT) -> None:
     import mlflow
 
     from rnnpipe.core import tracking, training
@@ -44,6 +48,10 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: 
     weights = read_vectors(vectors, len(v)) if hp.get("pretrained") else None
     training.set_seed(params.seed)
     model = build_sentiment_model(hp, len(v), weights)
+    train_ds = dataset(tr, p.batch_size, max_len, seed=params.seed)
+    n = training.batches(train_ds)
+    progress.announce("imdb train", f"up to {p.epochs} epochs of {n} batches (batch "
+                      f"{p.batch_size}, {len(tr['ids']):,} reviews)", report, count="epochs")
     run_settings = {"batch_size": p.batch_size, "epochs": p.epochs, "patience": p.patience}
     settings = {"hp": hp, "train": run_settings, "seed": params.seed, "vocab": len(v),
                 "data": tracking.file_sha256(processed / "train.npz"),
@@ -64,11 +72,11 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: 
                 tracking.log_data({str(vectors): vectors}, context="pretraining")
         t = time.perf_counter()
         model, history = training.fit(
-            model, dataset(tr, p.batch_size, max_len, seed=params.seed),
-            dataset(va, p.batch_size, max_len), epochs=p.epochs, patience=p.patience,
-            checkpoint_dir=CHECKPOINTS, settings=settings, run_id=run.info.run_id,
-            callbacks=[tracking.MlflowMetrics(), *training.schedule(hp)], verbose=2)
-        mlflow.log_metric("train_seconds", time.perf_counter() - t)
+            model, train_ds, dataset(va, p.batch_size, max_len), epochs=p.epochs,
+            patience=p.patience, checkpoint_dir=CHECKPOINTS, settings=settings,
+            run_id=run.info.run_id, callbacks=[tracking.MlflowMetrics(), *training.schedule(hp)])
+        seconds = time.perf_counter() - t
+        mlflow.log_metric("train_seconds", seconds)
         with atomic_path(outdir / "model.keras") as tmp:
             write_model(model, tmp)  # same weights, same bytes
             # evaluate and register find this run by the model file's hash
@@ -76,6 +84,7 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: 
         with atomic_path(outdir / "vocab.json") as tmp:
             shutil.copyfile(vocab, tmp)
         write_json(outdir / "history.json", history)
+        write_json(report, training.report(history, n, p.batch_size, seconds))
         log.info("run %s: best val_loss %.4f", run.info.run_id,
                  min(h["val_loss"] for h in history))
     training.clear_checkpoints(CHECKPOINTS)

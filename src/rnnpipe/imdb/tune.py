@@ -3,18 +3,16 @@ of the encoded training reviews, scored on the validation split (see rnnpipe.cor
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
+from rnnpipe.core import progress
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
 from rnnpipe.core.search import ARGS, HELP, fixed_keys
 from rnnpipe.core.vocab import Vocabulary
 from rnnpipe.imdb.inputs import read_split
-
-log = logging.getLogger(__name__)
 
 
 def rows(split: dict, index: np.ndarray) -> dict:
@@ -35,7 +33,7 @@ def crop(split: dict, seq_length: int | None) -> dict:
 def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path, trials: Path,
          vectors: Path) -> None:
     from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
-    from rnnpipe.core.training import set_seed
+    from rnnpipe.core.training import batches, set_seed
     from rnnpipe.imdb.inputs import dataset
     from rnnpipe.imdb.model import build_sentiment_model, read_vectors
 
@@ -47,8 +45,11 @@ def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path, 
     va = crop(rows(va, search.subsample(len(va["ids"]), t.valid_fraction, seed)), t.seq_length)
     max_len = tr["ids"].shape[1]
     weights = read_vectors(vectors, vocab_size) if True in t.space.get("pretrained", ()) else None
-    log.info("tune imdb: %d train, %d valid reviews of up to %d tokens", len(tr["ids"]),
-             len(va["ids"]), max_len)
+    n = batches(dataset(tr, t.batch_size, max_len))
+    progress.announce("imdb tune", f"up to {t.max_trials} trials ({t.tuner}) of up to "
+                      f"{t.epochs} epochs of {n} batches (batch {t.batch_size}, "
+                      f"{len(tr['ids']):,} reviews of up to {max_len} tokens, "
+                      f"{len(va['ids']):,} to validate)", report, count="trials")
     task = search.Task(
         project="imdb",
         build=lambda hp: build_sentiment_model(hp, vocab_size, weights),
