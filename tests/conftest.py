@@ -226,6 +226,10 @@ def tiny_pipeline(tmp_path_factory) -> Pipeline:
             proc = run([str(DVC), "repro"], repo, env, check=False)
             log.write_text(proc.stdout + proc.stderr)
             status.write_text(str(proc.returncode))
+            if os.environ.get("RNNPIPE_TEST_ARTIFACTS"):  # CI uploads the folder (ci.yml)
+                folder = Path(os.environ["RNNPIPE_TEST_ARTIFACTS"])
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log, folder / "tiny_pipeline_repro.log")
     if not status.exists():
         pytest.fail(f"setting up the tiny pipeline in {tmp} failed (see the first test that "
                     "needed it)")

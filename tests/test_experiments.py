@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -99,3 +100,24 @@ def test_register_names_what_is_missing(tiny_pipeline, tmp_path):
                    "reports/imdb/metrics.json", "data/processed/imdb/valid.npz",
                    "reports/imdb/promotion.json")
     assert proc.returncode == 1 and "valid.nope" in proc.stderr
+
+
+def test_evaluate_and_register_rerun_in_a_new_store(tiny_pipeline, tmp_path):
+    """After `dvc pull` into a fresh clone (or `make clean-tracking`) the MLflow store holds no
+    train run: evaluate logs to a run of its own, tagged with the model's hash, register
+    registers from it, and the champion answers."""
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    metrics = (repo / "reports/imdb/metrics.json").read_text()
+    (repo / "mlflow.db").unlink()
+    shutil.rmtree(repo / "mlartifacts", ignore_errors=True)
+    out = dvc(repo, env, "repro", "-f", "-s", "imdb_evaluate", "imdb_register")
+    assert "it was trained with another store" in out.stdout + out.stderr
+    assert (repo / "reports/imdb/metrics.json").read_text() == metrics  # the same evaluation
+    runs = mlflow_runs(repo)
+    evaluated = [t for t in runs.values() if t.get("stage") == "imdb_evaluate"]
+    assert len(evaluated) == 1 and evaluated[0]["train_run"] == "elsewhere"
+    promotion = json.loads((repo / "reports/imdb/promotion.json").read_text())
+    assert promotion["decision"] == "champion" and promotion["champion_version"] == 1
+    proc = run([str(RNNPIPE), "imdb", "predict", "a wonderful, moving film"], repo, env)
+    answer = json.loads(proc.stdout.splitlines()[0])
+    assert 0 <= answer["probability"] <= 1

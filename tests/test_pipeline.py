@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from rnnpipe.core import machine
 from tests.conftest import DVC, RNNPIPE, copy_pipeline, run
 
 pytestmark = pytest.mark.slow
@@ -134,6 +135,7 @@ def test_train_uses_the_hparams_file_and_logs_the_run(tiny_pipeline):
     assert logged.data.params["model.units"] == str(hp["units"])
     assert "test_accuracy" in logged.data.metrics and "valid_accuracy" in logged.data.metrics
     assert logged.data.tags["device"].endswith("CPU")
+    assert logged.data.tags["cpu"] == machine.cpu()  # the numbers' last digits depend on it
     inputs = {d.dataset.name.split("@")[0] for d in logged.inputs.dataset_inputs}
     expected = {"data/processed/imdb/train.npz", "data/processed/imdb/valid.npz"}
     if hp["pretrained"]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rnnpipe import verify
+from rnnpipe.core import machine
 from rnnpipe.verify import DIFFERS, SAME_BYTES, SAME_RESULTS, BadInput, Verdict
 from tests.conftest import copy_pipeline
 
@@ -342,3 +343,12 @@ def test_verify_cheap_stages_then_an_edited_report_differs(tiny_pipeline, tmp_pa
     assert _lines(out)["imdb_baseline"] == (f"{DIFFERS}: reports/imdb/baseline.json: "
                                             f"test.accuracy: 0.125 != {json.dumps(accuracy)}")
     assert "1 stage(s): 0 same bytes, 0 same results, 1 differ" in out
+
+
+@pytest.mark.parametrize("flags, isa", [("fpu avx avx2 avx512f avx512bw", "AVX-512"),
+                                        ("fpu avx avx2 fma", "AVX2"), ("fpu sse2", "no AVX")])
+def test_cpu_names_the_model_and_the_widest_vector_instructions(tmp_path, flags, isa):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: {flags}\n\n")
+    assert machine.cpu(info) == f"AMD EPYC 9R14, {isa}"
+    assert machine.cpu(tmp_path / "missing")  # not Linux: what platform knows

@@ -13,10 +13,10 @@ store are only read.
    else `download.mirror`, else ../shared/data, made absolute).
 2. No --stages: `dvc repro -f` reruns everything from the mirror. --stages: the inputs the
    named stages read are checked out of the cache (missing ones: run `dvc pull` first), then
-   `dvc repro -f -s <stage>` runs each, in DAG order. evaluate finds its model's train run in
-   MLflow: without train among the stages, a run tagged with the checked-out model's SHA-256
-   stands in for it in the copy's store. register registers the model evaluate logged, so
-   `<project>_register` brings `<project>_evaluate` along.
+   `dvc repro -f -s <stage>` runs each, in DAG order. Without train among the stages, evaluate
+   finds no train run in the copy's store and logs to a run of its own, tagged with the
+   model's SHA-256 (as after `dvc pull` into a fresh clone). register registers the model
+   evaluate logged, so `<project>_register` brings `<project>_evaluate` along.
 3. Each output of each stage (outs, metrics, plots) in the new dvc.lock is compared with the
    committed one, and with the committed file where git has it (reports/):
    - same bytes: the md5 of dvc.lock (and the committed file) again;
@@ -55,6 +55,7 @@ from pathlib import Path
 
 import yaml
 
+from rnnpipe.core import machine
 from rnnpipe.core.fetch import DEFAULT_MIRROR, MIRROR_ENV
 
 SAME_BYTES, SAME_RESULTS, DIFFERS = "same bytes", "same results", "differs"
@@ -69,24 +70,6 @@ DROPPED_ENV = ("MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME",
                "MLFLOW_EXPERIMENT_ID", "RNNPIPE_TUNE_RUN_ID", "DVC_ROOT", "DVC_STAGE",
                "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
 MISSING = object()
-# a run that stands in for the train run of the checked-out model (evaluate looks it up)
-SEED_RUN = """\
-import sys
-from pathlib import Path
-
-import mlflow
-
-from rnnpipe.core import tracking
-
-project, model = sys.argv[1], Path(sys.argv[2])
-tracking.setup(project)
-with mlflow.start_run(run_name=f"{project}-train (verify: the checked-out model)",
-                      tags={"stage": f"{project}_train",
-                            tracking.MODEL_TAG: tracking.file_sha256(model)}):
-    pass
-"""
-
-
 class BadInput(Exception):
     """Exit status 2."""
 
@@ -454,23 +437,6 @@ def checkout_inputs(selected: list[str], stages: dict[str, Stage], copy: Path, c
                            f"{code}")
 
 
-def seed_train_runs(selected: list[str], stages: dict[str, Stage], copy: Path,
-                    env: dict[str, str]) -> None:
-    """An evaluate stage without its train stage: a run tagged with the checked-out model's
-    SHA-256 stands in for the train run (evaluate logs into it; register reads it)."""
-    for name in selected:
-        project, _, command = name.partition("_")
-        if command != "evaluate" or f"{project}_train" in selected:
-            continue
-        models = [d for d in stages[name].deps if d.endswith("model.keras")]
-        for model in models:
-            proc = subprocess.run([sys.executable, "-c", SEED_RUN, project, model], cwd=copy,
-                                  env=env, capture_output=True, text=True)
-            if proc.returncode:
-                raise BadInput(f"cannot make a train run of {model} for {name} in the scratch "
-                               f"copy's MLflow store:\n{proc.stderr[-2000:]}")
-
-
 def compare_stage(name: str, stages: dict[str, Stage], copy: Path, cache: Path,
                   committed: dict[str, dict[str, dict]], rerun: dict[str, dict[str, dict]],
                   snapshot: dict[str, bytes]) -> Verdict:
@@ -510,7 +476,6 @@ def rerun(names: list[str] | None, selected: list[str], stages: dict[str, Stage]
         ran = re.findall(r"Running stage '([^']+)'", output)
         return (ran[:-1], (ran[-1] if ran else None, code)) if code else (ran, None)
     checkout_inputs(selected, stages, copy, cache, committed, dvc_cmd, env)
-    seed_train_runs(selected, stages, copy, env)
     for name in selected:
         code, _ = stream([dvc_cmd, "repro", "-f", "--no-commit", "-s", name], copy, env)
         if code:
@@ -537,6 +502,10 @@ def report(selected: list[str], ran: list[str], failure: tuple[str | None, int] 
         print(f"{name + ':':<{width}} {v.status}{detail}")
     print(f"verify: {len(selected)} stage(s): {counts[SAME_BYTES]} same bytes, "
           f"{counts[SAME_RESULTS]} same results, {counts[DIFFERS]} differ")
+    if counts[DIFFERS]:
+        print(f"verify: this machine's CPU is {machine.cpu()}; trained models and what follows "
+              f"them reproduce exactly only on the kind of CPU that made dvc.lock (README.md, "
+              f"\"Results of the default profile\", names it; MLflow's train runs: tag cpu)")
     return 1 if counts[DIFFERS] else 0
 
 

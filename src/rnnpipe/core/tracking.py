@@ -25,6 +25,7 @@ import mlflow
 import sqlalchemy
 from mlflow.exceptions import MlflowException
 
+from rnnpipe.core import machine
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.paths import project_root
 
@@ -39,6 +40,9 @@ MODEL_TAG = "model_sha256"
 # the dependency set the run trained with: the SHA-256 of requirements.lock (`make setup`
 # installs exactly its versions), "none" without one
 LOCK_TAG = "requirements_lock_sha256"
+# the CPU's model and vector instructions: a model trained on AVX-512 differs from one trained
+# on AVX2 in the last digits (rnnpipe.core.machine)
+CPU_TAG = "cpu"
 # appended to the experiments' names, rnnpipe-<project><suffix>
 SUFFIX_ENV = "RNNPIPE_EXPERIMENT_SUFFIX"
 
@@ -149,7 +153,8 @@ def train_run(project: str, stage: str, run_name: str, resume_id: str | None = N
     else:
         run = mlflow.start_run(run_name=run_name, tags={"stage": stage, **source_tags()})
     with run:
-        mlflow.set_tag(LOCK_TAG, lock_sha256())  # a resumed run: the lock it resumed with
+        # a resumed run: the lock and CPU it resumed with
+        mlflow.set_tags({LOCK_TAG: lock_sha256(), CPU_TAG: machine.cpu()})
         yield run
 
 
@@ -169,8 +174,9 @@ def file_sha256(path: Path) -> str:
 
 def _model_runs(project: str, digest: str) -> list:
     """Runs tagged with the model file's SHA-256, newest first."""
+    experiment_id = setup(project)  # first: it points the client at the project's store
     return mlflow.MlflowClient().search_runs(
-        [setup(project)], f"tags.{MODEL_TAG} = '{digest}'",
+        [experiment_id], f"tags.{MODEL_TAG} = '{digest}'",
         order_by=["attributes.start_time DESC"], max_results=1)
 
 
@@ -196,8 +202,9 @@ def evaluation_run(project: str, model_path: Path) -> str:
         return runs[0].info.run_id
     log.warning("no run in %s trained %s: it was trained with another store; logging the "
                 "evaluation to a new run", tracking_uri(), model_path)
+    experiment_id = setup(project)
     run = mlflow.MlflowClient().create_run(
-        setup(project), run_name=f"{project}-evaluate",
+        experiment_id, run_name=f"{project}-evaluate",
         tags={"stage": f"{project}_evaluate", MODEL_TAG: digest, "train_run": "elsewhere",
               LOCK_TAG: lock_sha256(), **source_tags()})
     return run.info.run_id
