@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 PORT ?= 5001
 
 .PHONY: setup lock demo run verify test test-fast lint serve-imdb serve-charlm tracking-server clean \
-	clean-tracking
+	clean-tracking verify-serving
 
 # The locked set first (every package pinned and hash-checked, none resolved here), then the
 # project itself without dependencies and without build isolation: its build backend
@@ -79,6 +79,13 @@ serve-imdb: $(VENV)/.installed
 
 serve-charlm: $(VENV)/.installed
 	rnnpipe charlm serve --port $(PORT)
+
+# serve the IMDb champion (or MODEL_URI) on a free port, send it the test split's raw reviews and
+# check that its labels give exactly the test accuracy of reports/imdb/metrics.json
+# (src/rnnpipe/verify_serving.py); LIMIT=1000 sends only the first 1000
+verify-serving: $(VENV)/.installed
+	python -m rnnpipe.verify_serving $(if $(MODEL_URI),--model-uri $(MODEL_URI)) \
+		$(if $(LIMIT),--limit $(LIMIT))
 
 # an MLflow tracking server for the team (docs/team.md): runs and registry in PostgreSQL,
 # artifacts in S3 behind the server. Its environment holds MLFLOW_BACKEND_STORE_URI,

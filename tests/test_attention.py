@@ -161,7 +161,11 @@ def test_held_out_loss_of_an_attention_model_reads_overlapping_windows(n):
     ids = np.random.default_rng(n).integers(0, len(VOCAB), n)
     got = window_loss(model, ids, batch_size=2)
     assert got == pytest.approx(_reference_window_loss(model, ids, 12), rel=1e-4)
-    assert stream_loss(model, ids) == pytest.approx(got, rel=1e-9)  # the same protocol
+    # the same protocol: stream_loss reads an attention model with window_loss. Exact only at
+    # the same batch size: how many windows go into one model call changes the last bits of
+    # the logits on some CPUs (measured on an AVX2 EPYC: 1.3e-8 relative between 2 and 64)
+    assert stream_loss(model, ids) == window_loss(model, ids)
+    assert got == pytest.approx(window_loss(model, ids), rel=1e-6)
 
 
 @pytest.mark.slow  # trains a model

@@ -195,7 +195,8 @@ def test_offline_cli_gives_the_server_answers(sentiment_url, store):
         assert a["label"] == b["label"]
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-6)
     bad = run([str(RNNPIPE), "imdb", "predict", "  "], tmp, env, check=False)
-    assert bad.returncode == 1 and "review 0 is empty" in bad.stderr
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines()[-1] == "rnnpipe imdb predict: error: review 0 is empty"
 
 
 def lm_row(**kw) -> dict:
@@ -211,6 +212,23 @@ def test_charlm_server_generates_text(charlm_url):
     assert texts[0].startswith("The island") and len(texts[0]) == len("The island") + 30
     assert texts[1].startswith("The island é") and len(texts[1]) == len("The island é") + 30
     assert texts[2] == texts[0]  # same seed, same text
+
+
+@ON_THE_CHARLM_SERVER
+def test_offline_generate_gives_the_server_text(charlm_url, store):
+    tmp, env = store
+    text = post(charlm_url, {"dataframe_records": [lm_row()]}).json()["predictions"][0]["text"]
+    cmd = [str(RNNPIPE), "charlm", "generate", "--prompt", "The island", "--length", "30",
+           "--temperature", "0.8", "--seed", "1"]
+    proc = run(cmd, tmp, env)
+    assert proc.stdout == text + "\n"
+    assert f"using models:/{CHARLM}@champion (version 1 in {env['MLFLOW_TRACKING_URI']})" in \
+        proc.stderr.splitlines()
+    bad = run(cmd[:4] + ["😀日本語"] + cmd[5:], tmp, env, check=False)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines()[-1].startswith(
+        "rnnpipe charlm generate: error: row 0: 'prompt' holds only characters the model "
+        "never saw")
 
 
 @pytest.mark.parametrize("rows, fragments", [

@@ -1,4 +1,5 @@
-"""predict: score reviews offline with a registered model, as the server would."""
+"""predict: score reviews offline with the served model, as the server would: with the model's
+own code, in a fresh interpreter (rnnpipe.core.local_model)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import csv
 import json
 from pathlib import Path
 
+from rnnpipe.core import local_model
 from rnnpipe.core.commands import arg, command
-from rnnpipe.core.errors import PipelineError, UsageError
+from rnnpipe.core.errors import UsageError
 from rnnpipe.core.params import Params
 
 
@@ -47,26 +49,14 @@ def _listed(lines: list[int], most: int = 10) -> str:
          arg("--file", type=Path, default=None,
              help="a CSV with a `text` column, or a text file of one review per line"),
          arg("--model-uri", default=None,
-             help="an MLflow model URI (default: models:/<imdb.promote.model_name>@champion)"),
+             help="an MLflow model URI or model directory (default: the champion, "
+                  "models:/<imdb.promote.model_name>@champion, else models/imdb/pyfunc)"),
          help="positive probability and label of each review (JSON lines), as the server gives")
 def predict(params: Params, texts: list[str], file: Path | None, model_uri: str | None) -> None:
     texts = list(texts) + (read_reviews(file) if file is not None else [])
     if not texts:
         raise UsageError("no reviews: give them as arguments or with --file")
-
-    import mlflow
-    import pandas as pd
-    from mlflow.exceptions import MlflowException
-
-    from rnnpipe.core import tracking
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    uri = model_uri or f"models:/{params.imdb.promote.model_name}@champion"
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-        # one column "text", as the server builds from {"inputs": [...]}
-        answers = model.predict(pd.DataFrame({"text": texts}))
-    except MlflowException as e:
-        raise PipelineError(e.message) from None
-    for a in answers.to_dict("records"):
+    # one column "text", as the server builds from {"inputs": [...]}
+    records = [{"text": t} for t in texts]
+    for a in local_model.answers("imdb", params.imdb.promote.model_name, model_uri, records):
         print(json.dumps(a, ensure_ascii=False))
