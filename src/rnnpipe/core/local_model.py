@@ -59,7 +59,7 @@ def choose(project: str, name: str, model_uri: str | None, verb: str) -> str:
     from rnnpipe.core.errors import PipelineError
 
     if model_uri:
-        uri = checked(model_uri, project)
+        uri = checked(model_uri)
         say(f"{verb} {model_uri} (--model-uri)")
         return uri
     from rnnpipe.core import tracking
@@ -76,12 +76,12 @@ def choose(project: str, name: str, model_uri: str | None, verb: str) -> str:
         raise PipelineError(
             f"no model: {name!r} has no champion in {store}, and there is no {shown(folder)}; "
             f"run `dvc repro {project}_register`, or give --model-uri")
-    uri = checked(str(folder), project)
+    uri = checked(str(folder))
     say(f"{verb} {shown(folder)} (no champion of {name!r} in {store})")
     return uri
 
 
-def checked(uri: str, project: str) -> str:
+def checked(uri: str) -> str:
     """`uri` as given, or, for a local directory, its absolute path once it is known to hold an
     MLmodel."""
     from rnnpipe.core.errors import PipelineError
