@@ -11,7 +11,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 PORT ?= 5001
 
 .PHONY: setup lock demo run verify test test-fast lint serve-imdb serve-charlm tracking-server clean \
-	clean-tracking verify-serving
+	clean-tracking verify-serving docker-imdb docker-charlm format
 
 # The locked set first (every package pinned and hash-checked, none resolved here), then the
 # project itself without dependencies and without build isolation: its build backend
@@ -72,6 +72,12 @@ test-fast: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+
+# rewrite the code in ruff's format (what `make lint` and CI check)
+format: $(VENV)/.installed
+	ruff format src tests benchmarks
+	ruff check --fix src tests benchmarks
 
 # the champion of the model name in params.yaml (<project>.promote.model_name)
 serve-imdb: $(VENV)/.installed
@@ -86,6 +92,17 @@ serve-charlm: $(VENV)/.installed
 verify-serving: $(VENV)/.installed
 	python -m rnnpipe.verify_serving $(if $(MODEL_URI),--model-uri $(MODEL_URI)) \
 		$(if $(LIMIT),--limit $(LIMIT))
+
+# a Docker image rnnpipe-<project> that serves models/<project>/pyfunc on port 8080; the python
+# slim image of the model's Python, its requirements installed there (--env-manager local)
+docker-imdb docker-charlm: docker-%: $(VENV)/.installed
+	@command -v docker >/dev/null || { echo "$@: docker is not on PATH; install Docker, or \
+	write the image's build context without it (mlflow models generate-dockerfile -m \
+	models/$*/pyfunc --env-manager local -d DIR) and build DIR where Docker or Podman is \
+	(docker build -t rnnpipe-$* DIR)" >&2; exit 1; }
+	@test -f models/$*/pyfunc/MLmodel || { echo "$@: no models/$*/pyfunc/MLmodel: dvc repro \
+	$*_evaluate (or dvc pull) writes it" >&2; exit 1; }
+	mlflow models build-docker -m models/$*/pyfunc -n rnnpipe-$* --env-manager local
 
 # an MLflow tracking server for the team (docs/team.md): runs and registry in PostgreSQL,
 # artifacts in S3 behind the server. Its environment holds MLFLOW_BACKEND_STORE_URI,

@@ -34,8 +34,10 @@ def main() -> None:
     seconds = time.perf_counter() - t
     accuracy = (out["label"].to_numpy() == df["label"].to_numpy()).mean()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{len(df)} reviews in {seconds:.1f} s: {len(df) / seconds:.0f} reviews/s; "
-          f"accuracy {accuracy:.4f}; peak RSS {peak:.0f} MiB (before predict {rss_before:.0f})")
+    print(
+        f"{len(df)} reviews in {seconds:.1f} s: {len(df) / seconds:.0f} reviews/s; "
+        f"accuracy {accuracy:.4f}; peak RSS {peak:.0f} MiB (before predict {rss_before:.0f})"
+    )
 
 
 if __name__ == "__main__":

@@ -34,18 +34,38 @@ from rnnpipe.imdb.model import build_sentiment_model  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.test_model_builders import counting_traces  # noqa: E402
 
-SENTIMENT = {"cell": "GRU", "units": 8, "layers": 1, "bidirectional": True, "embedding_dim": 8,
-             "pretrained": False, "embedding_dropout": 0.0, "dropout": 0.0, "pooling": "max",
-             "learning_rate": 0.01, "clipnorm": 1.0}
-CHARLM = {"cell": "LSTM", "units": 32, "layers": 1, "embedding_dim": 16, "dropout": 0.0,
-          "learning_rate": 0.01, "clipnorm": 1.0, "seq_length": 20}
+SENTIMENT = {
+    "cell": "GRU",
+    "units": 8,
+    "layers": 1,
+    "bidirectional": True,
+    "embedding_dim": 8,
+    "pretrained": False,
+    "embedding_dropout": 0.0,
+    "dropout": 0.0,
+    "pooling": "max",
+    "learning_rate": 0.01,
+    "clipnorm": 1.0,
+}
+CHARLM = {
+    "cell": "LSTM",
+    "units": 32,
+    "layers": 1,
+    "embedding_dim": 16,
+    "dropout": 0.0,
+    "learning_rate": 0.01,
+    "clipnorm": 1.0,
+    "seq_length": 20,
+}
 
 
 def as_before(model: keras.Model, hp: dict) -> keras.Model:
     """The model compiled as the builders did before: a new, unbuilt Adam, string metrics."""
-    model.compile(optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
-                  loss=model.loss,
-                  metrics=["accuracy"] if model.name == "sentiment" else None)
+    model.compile(
+        optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
+        loss=model.loss,
+        metrics=["accuracy"] if model.name == "sentiment" else None,
+    )
     return model
 
 
@@ -69,12 +89,13 @@ def main() -> None:
     reviews = (rng.integers(1, 200, (64, 30)), rng.integers(0, 2, (64, 1)).astype("float32"))
     text = rng.integers(0, 40, (64, 21))
     models = {
-        "sentiment (bidirectional GRU)": (lambda: build_sentiment_model(SENTIMENT, 200),
-                                          reviews),
+        "sentiment (bidirectional GRU)": (lambda: build_sentiment_model(SENTIMENT, 200), reviews),
         "char LM (LSTM)": (lambda: build_char_lm(CHARLM, 40), (text[:, :-1], text[:, 1:])),
     }
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
-          f"{args.rounds} rounds, median seconds of build + fit (2 epochs, 64 rows)")
+    print(
+        f"keras {keras.__version__}, backend {keras.backend.backend()}, "
+        f"{args.rounds} rounds, median seconds of build + fit (2 epochs, 64 rows)"
+    )
     for name, (build, data) in models.items():
         runs = {"before": [], "now": []}
         for _ in range(args.rounds):  # interleaved, so that both see the same machine
@@ -82,9 +103,11 @@ def main() -> None:
                 runs[way].append(fit(build, data, old=way == "before"))
         before, now = (statistics.median(r[0] for r in runs[w]) for w in ("before", "now"))
         same = runs["before"][0][2] == runs["now"][0][2]
-        print(f"{name}: before {before:.2f} s ({runs['before'][0][1]} traces), "
-              f"now {now:.2f} s ({runs['now'][0][1]} traces), ratio {now / before:.2f}, "
-              f"same losses: {same}")
+        print(
+            f"{name}: before {before:.2f} s ({runs['before'][0][1]} traces), "
+            f"now {now:.2f} s ({runs['now'][0][1]} traces), ratio {now / before:.2f}, "
+            f"same losses: {same}"
+        )
 
 
 if __name__ == "__main__":

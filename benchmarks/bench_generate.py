@@ -61,20 +61,30 @@ def main() -> None:
     args = ap.parse_args()
     tf.random.set_seed(0)
     vocab = char_vocabulary(ALPHABET)
-    hp = dict(cell="LSTM", units=args.units, layers=1, embedding_dim=64, dropout=0.0,
-              learning_rate=1e-3, clipnorm=1.0)
+    hp = dict(
+        cell="LSTM",
+        units=args.units,
+        layers=1,
+        embedding_dim=64,
+        dropout=0.0,
+        learning_rate=1e-3,
+        clipnorm=1.0,
+    )
     model = build_char_lm(hp, len(vocab))
     prompt = "The island"
 
     compiled = tf.function(model, input_signature=[tf.TensorSpec([1, None], tf.int32)])
     gen = Generator(model, vocab)
     rows = [
-        ("textbook, eager", rate(lambda n: textbook_sample(model, vocab, prompt, n),
-                                 args.eager)),
-        ("textbook, tf.function", rate(lambda n: textbook_sample(compiled, vocab, prompt, n),
-                                       args.compiled)),
-        ("rnnpipe (one step, carried state)",
-         rate(lambda n: gen.generate(prompt, n, 1.0, seed=0), args.ours)),
+        ("textbook, eager", rate(lambda n: textbook_sample(model, vocab, prompt, n), args.eager)),
+        (
+            "textbook, tf.function",
+            rate(lambda n: textbook_sample(compiled, vocab, prompt, n), args.compiled),
+        ),
+        (
+            "rnnpipe (one step, carried state)",
+            rate(lambda n: gen.generate(prompt, n, 1.0, seed=0), args.ours),
+        ),
     ]
     ours = rows[-1][1]
     print(f"LSTM-{args.units}, vocabulary {len(vocab)}, prompt {prompt!r}")

@@ -52,9 +52,19 @@ def main() -> None:
     args = ap.parse_args()
     tf.random.set_seed(0)
     vocab = char_vocabulary(ALPHABET)
-    lstm = build_char_lm(CharlmModelParams(cell="LSTM", units=512).model_dump(), len(vocab))
-    hp = CharlmModelParams(cell="Transformer", units=256, heads=4, layers=2,
-                           seq_length=100).model_dump()
+    # every model key: CharlmModelParams has no defaults (params.yaml gives them)
+    base = dict(
+        layers=1,
+        embedding_dim=64,
+        dropout=0.0,
+        learning_rate=1e-3,
+        lr_decay=1.0,
+        clipnorm=1.0,
+        seq_length=100,
+        heads=4,
+    )
+    lstm = build_char_lm(CharlmModelParams(**base, cell="LSTM", units=512).model_dump(), len(vocab))
+    hp = CharlmModelParams(**base | dict(cell="Transformer", units=256, layers=2)).model_dump()
     attention = build_char_lm(hp, len(vocab))
     decoder = CachedDecoder(attention)
     compiled = tf.function(attention, input_signature=[tf.TensorSpec([1, None], tf.int32)])
@@ -64,15 +74,27 @@ def main() -> None:
             rereading(lambda ids: decoder.full_logits(ids)[-1], vocab, n, 100)
 
     rows = [
-        ("LSTM-512, carried state", lstm.count_params(),
-         rate(lambda n: Generator(lstm, vocab).generate(PROMPT, n, 1.0), args.chars)),
-        ("Transformer, key/value cache", attention.count_params(),
-         rate(lambda n: Generator(attention, vocab).generate(PROMPT, n, 1.0), args.chars)),
-        ("Transformer, re-read (NumPy)", attention.count_params(),
-         rate(numpy_reread, args.reread)),
-        ("Transformer, re-read (tf.function)", attention.count_params(),
-         rate(lambda n: rereading(lambda ids: np.asarray(compiled(ids[None]))[0, -1], vocab,
-                                  n, 100), args.reread)),
+        (
+            "LSTM-512, carried state",
+            lstm.count_params(),
+            rate(lambda n: Generator(lstm, vocab).generate(PROMPT, n, 1.0), args.chars),
+        ),
+        (
+            "Transformer, key/value cache",
+            attention.count_params(),
+            rate(lambda n: Generator(attention, vocab).generate(PROMPT, n, 1.0), args.chars),
+        ),
+        ("Transformer, re-read (NumPy)", attention.count_params(), rate(numpy_reread, args.reread)),
+        (
+            "Transformer, re-read (tf.function)",
+            attention.count_params(),
+            rate(
+                lambda n: rereading(
+                    lambda ids: np.asarray(compiled(ids[None]))[0, -1], vocab, n, 100
+                ),
+                args.reread,
+            ),
+        ),
     ]
     cached = rows[1][2]
     print(f"vocabulary {len(vocab)}, prompt {PROMPT!r}, {os.cpu_count()} CPUs")

@@ -35,19 +35,27 @@ def one_seed(seed: int, hp: dict, p, splits: dict, vocab_size: int, vectors) -> 
     model = build_sentiment_model(hp, vocab_size, vectors)
     start = time.perf_counter()
     history = model.fit(
-        dataset(tr, p.batch_size, max_len, seed=seed), epochs=p.epochs,
-        validation_data=dataset(va, p.batch_size, max_len), verbose=0,
-        callbacks=[keras.callbacks.EarlyStopping(patience=p.patience,
-                                                 restore_best_weights=True),
-                   *training.schedule(hp)])
+        dataset(tr, p.batch_size, max_len, seed=seed),
+        epochs=p.epochs,
+        validation_data=dataset(va, p.batch_size, max_len),
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(patience=p.patience, restore_best_weights=True),
+            *training.schedule(hp),
+        ],
+    )
     minutes = (time.perf_counter() - start) / 60
     pv = predict_proba(model, va["ids"], va["lengths"])
     pt = predict_proba(model, te["ids"], te["lengths"])
     threshold = best_threshold(va["labels"], pv)
-    return {"seed": seed, "epochs": len(history.epoch), "minutes": round(minutes, 1),
-            "valid_accuracy": round(float(np.mean((pv > threshold) == va["labels"])), 4),
-            "test_accuracy": round(float(np.mean((pt > threshold) == te["labels"])), 4),
-            "test_accuracy_at_0.5": round(float(np.mean((pt > 0.5) == te["labels"])), 4)}
+    return {
+        "seed": seed,
+        "epochs": len(history.epoch),
+        "minutes": round(minutes, 1),
+        "valid_accuracy": round(float(np.mean((pv > threshold) == va["labels"])), 4),
+        "test_accuracy": round(float(np.mean((pt > threshold) == te["labels"])), 4),
+        "test_accuracy_at_0.5": round(float(np.mean((pt > 0.5) == te["labels"])), 4),
+    }
 
 
 def main() -> None:
@@ -69,8 +77,10 @@ def main() -> None:
         rows.append(one_seed(seed, hp, p, splits, vocab_size, vectors))
         print(json.dumps(rows[-1]), flush=True)
     acc = [r["test_accuracy"] for r in rows]
-    print(f"test accuracy: min {min(acc):.4f}, max {max(acc):.4f}, "
-          f"spread {100 * (max(acc) - min(acc)):.2f} points")
+    print(
+        f"test accuracy: min {min(acc):.4f}, max {max(acc):.4f}, "
+        f"spread {100 * (max(acc) - min(acc)):.2f} points"
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,10 @@ def main():
     t_ours = best_of(args.repeat, ours, train, labelled)
     frac = args.sample / len(labelled)
     sample = labelled.sample(args.sample, random_state=0)
-    t_book = best_of(1, textbook, train.sample(frac=frac, random_state=0).tolist(),
-                     sample.tolist()) / frac
+    t_book = (
+        best_of(1, textbook, train.sample(frac=frac, random_state=0).tolist(), sample.tolist())
+        / frac
+    )
     print(f"reviews: {len(labelled)} labelled, {len(train)} train")
     print(f"ours (vocab + encode, best of {args.repeat}): {t_ours:.2f} s")
     print(f"textbook (per-review Python, {args.sample} sampled, scaled): {t_book:.1f} s")

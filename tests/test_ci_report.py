@@ -33,23 +33,46 @@ def commit(repo, env, params: str, metrics: dict, curve: str, confusion: str) ->
 
 
 def test_report_of_two_commits(tmp_path):
-    repo, env = tmp_path / "repo", {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path),
-                                    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
-                                    "GIT_COMMITTER_NAME": "t",
-                                    "GIT_COMMITTER_EMAIL": "t@localhost"}
+    repo, env = (
+        tmp_path / "repo",
+        {
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@localhost",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@localhost",
+        },
+    )
     repo.mkdir()
     run(["git", "init", "-q"], repo, env)
     run([str(BIN / "dvc"), "init", "-q"], repo, env)
     (repo / "dvc.yaml").write_text(DVC_YAML)
     (repo / "same.csv").write_text("epoch,loss\n0,1.0\n")
-    commit(repo, env, "train:\n  units: 8\n  lr: 0.1\n", {"acc": 0.5, "loss": 1.0},
-           "epoch,loss\n0,1.0\n1,0.8\n", "actual,predicted\n0,0\n1,1\n1,0\n")
-    commit(repo, env, "train:\n  units: 16\n  lr: 0.1\n", {"acc": 0.75, "loss": 1.0},
-           "epoch,loss\n0,1.0\n1,0.6\n2,0.5\n", "actual,predicted\n0,0\n1,1\n1,1\n")
+    commit(
+        repo,
+        env,
+        "train:\n  units: 8\n  lr: 0.1\n",
+        {"acc": 0.5, "loss": 1.0},
+        "epoch,loss\n0,1.0\n1,0.8\n",
+        "actual,predicted\n0,0\n1,1\n1,0\n",
+    )
+    commit(
+        repo,
+        env,
+        "train:\n  units: 16\n  lr: 0.1\n",
+        {"acc": 0.75, "loss": 1.0},
+        "epoch,loss\n0,1.0\n1,0.6\n2,0.5\n",
+        "actual,predicted\n0,0\n1,1\n1,1\n",
+    )
 
     out, plots = tmp_path / "summary.md", tmp_path / "plots"
-    assert ci_report.main(["--base", "HEAD~1", "--out", str(out), "--plots-dir", str(plots),
-                           "--repo", str(repo)]) == 0
+    assert (
+        ci_report.main(
+            ["--base", "HEAD~1", "--out", str(out), "--plots-dir", str(plots), "--repo", str(repo)]
+        )
+        == 0
+    )
     md = out.read_text()
     assert md.startswith(ci_report.MARKER)  # the comment CI finds and updates
     # the changed metric and param, with both values; nothing unchanged

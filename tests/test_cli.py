@@ -61,8 +61,14 @@ print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith("rnnp
 
 def imported_by(*argv: str) -> dict:
     """What a fresh interpreter has imported after building the parser for `argv`."""
-    proc = subprocess.run([sys.executable, "-c", IMPORTED, *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTED, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(proc.stdout.splitlines()[-1])
 
 
@@ -85,8 +91,9 @@ def test_a_listing_imports_no_command_module():
     # help and a bad name read the commands from the source (tests/test_cli_edges.py)
     for argv in (["--help"], ["imdb", "--help"], ["imdb", "nosuchcommand"], ["nosuchproject"]):
         got = imported_by(*argv)
-        assert not {m for m in got["modules"]
-                    if m.startswith(("rnnpipe.imdb.", "rnnpipe.charlm."))}, argv
+        assert not {
+            m for m in got["modules"] if m.startswith(("rnnpipe.imdb.", "rnnpipe.charlm."))
+        }, argv
         assert got["commands"] == {p: [] for p in PROJECTS}
         assert got["heavy"] == []
     for project in PROJECTS:
@@ -95,9 +102,17 @@ def test_a_listing_imports_no_command_module():
         assert {"download", "check_raw", "vocab", "hparams", "serve"} <= set(cli.listing(project))
 
 
-@pytest.mark.parametrize("argv", [[], ["imdb"], ["nosuchproject", "ingest"],
-                                  ["imdb", "nosuchcommand"], ["imdb", "ingest"],
-                                  ["charlm", "check_raw", "corpus.txt", "report.json"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["imdb"],
+        ["nosuchproject", "ingest"],
+        ["imdb", "nosuchcommand"],
+        ["imdb", "ingest"],
+        ["charlm", "check_raw", "corpus.txt", "report.json"],
+    ],
+)
 def test_bad_usage_exits_non_zero(capsys, argv):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
@@ -106,8 +121,16 @@ def test_bad_usage_exits_non_zero(capsys, argv):
 
 
 def test_pipeline_error_is_one_line_and_exit_1(tmp_path, capsys):
-    rc = cli.main(["--params", str(tmp_path / "missing.yaml"), "charlm", "ingest",
-                   str(tmp_path / "in.txt"), str(tmp_path / "out.txt")])
+    rc = cli.main(
+        [
+            "--params",
+            str(tmp_path / "missing.yaml"),
+            "charlm",
+            "ingest",
+            str(tmp_path / "in.txt"),
+            str(tmp_path / "out.txt"),
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err
     assert err.startswith("rnnpipe charlm ingest: error: params file not found")

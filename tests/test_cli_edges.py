@@ -40,10 +40,22 @@ print(json.dumps({"codes": codes, "heavy": [m for m in sys.argv[2:] if m in sys.
 
 
 def test_help_and_bad_names_import_no_heavy_library():
-    argvs = [["--help"], ["imdb", "--help"], ["charlm", "--help"], ["imdb", "evalute"],
-             ["foo"], ["charlm", "genrate", "x"]]
-    proc = subprocess.run([sys.executable, "-c", LISTING, json.dumps(argvs), *HEAVY], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=True)
+    argvs = [
+        ["--help"],
+        ["imdb", "--help"],
+        ["charlm", "--help"],
+        ["imdb", "evalute"],
+        ["foo"],
+        ["charlm", "genrate", "x"],
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", LISTING, json.dumps(argvs), *HEAVY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     got = json.loads(proc.stdout.splitlines()[-1])
     assert got == {"codes": [0, 0, 0, 2, 2, 2], "heavy": []}
     # argparse's error names the valid commands
@@ -59,16 +71,21 @@ def predict(capsys, monkeypatch, file) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, message", [
-    ("review,stars\ngood,5\n", "has no `text` column (columns: 'review', 'stars')"),
-    ("", "has no `text` column (columns: none)"),
-    ('text,stars\ngood,1\n,2\n\n"  ",3\nfine,4\n',  # a blank line is skipped
-     "empty `text` on lines 3, 5 (the header is line 1)"),
-    ("text\ngood\nbad,extra\n", "more cells than columns on lines 3"),
-    ('text\nok\n"a"b\n', "(line 3): ',' expected after '\"'"),
-    ('text\nok\n"never closed\nmore\n', "(line 3): unexpected end of data"),
-    (b"text\n\xff\n", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("review,stars\ngood,5\n", "has no `text` column (columns: 'review', 'stars')"),
+        ("", "has no `text` column (columns: none)"),
+        (
+            'text,stars\ngood,1\n,2\n\n"  ",3\nfine,4\n',  # a blank line is skipped
+            "empty `text` on lines 3, 5 (the header is line 1)",
+        ),
+        ("text\ngood\nbad,extra\n", "more cells than columns on lines 3"),
+        ('text\nok\n"a"b\n', "(line 3): ',' expected after '\"'"),
+        ('text\nok\n"never closed\nmore\n', "(line 3): unexpected end of data"),
+        (b"text\n\xff\n", "cannot read"),
+    ],
+)
 def test_a_bad_csv_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch, content, message):
     file = tmp_path / "reviews.csv"
     file.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -83,8 +100,11 @@ def test_a_missing_or_empty_file_is_a_usage_error(tmp_path, capsys, monkeypatch)
     assert rc == 2 and "cannot read" in err and "No such file" in err
     (tmp_path / "blank.txt").write_text("\n  \n")
     rc, err = predict(capsys, monkeypatch, tmp_path / "blank.txt")
-    assert rc == 2 and err == "rnnpipe imdb predict: error: no reviews: give them as " \
-                              "arguments or with --file\n"
+    assert (
+        rc == 2
+        and err
+        == "rnnpipe imdb predict: error: no reviews: give them as arguments or with --file\n"
+    )
 
 
 def test_reviews_read_from_a_file(tmp_path):
@@ -116,20 +136,39 @@ def test_a_model_builder_refusal_is_one_line(tmp_path, capsys, monkeypatch):
     processed = tmp_path / "processed"
     processed.mkdir()
     for split in ("train", "valid"):
-        np.savez(processed / f"{split}.npz", ids=np.ones((4, 30), "int32"),
-                 lengths=np.full(4, 30), labels=np.array([0, 1, 0, 1]))
+        np.savez(
+            processed / f"{split}.npz",
+            ids=np.ones((4, 30), "int32"),
+            lengths=np.full(4, 30),
+            labels=np.array([0, 1, 0, 1]),
+        )
     Vocabulary("word", ("<pad>", "<oov>", "a", "b"), 0, 1).save(tmp_path / "vocab.json")
     # hparams.json as a user might edit it: the params schema never saw it
-    hp = sentiment_params().model_dump() | {"cell": "Transformer", "units": 16, "heads": 3,
-                                            "pretrained": False}
+    hp = sentiment_params().model_dump() | {
+        "cell": "Transformer",
+        "units": 16,
+        "heads": 3,
+        "pretrained": False,
+    }
     (tmp_path / "hparams.json").write_text(json.dumps(hp))
-    rc = cli.main(["--params", str(TINY_PARAMS), "imdb", "train", str(processed),
-                   str(tmp_path / "vocab.json"), str(tmp_path / "hparams.json"),
-                   str(tmp_path / "vectors.npy"), str(tmp_path / "out")])
+    rc = cli.main(
+        [
+            "--params",
+            str(TINY_PARAMS),
+            "imdb",
+            "train",
+            str(processed),
+            str(tmp_path / "vocab.json"),
+            str(tmp_path / "hparams.json"),
+            str(tmp_path / "vectors.npy"),
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
-    assert err.splitlines() == ["rnnpipe imdb train: error: heads (3) must divide the model "
-                                "width, units (16)"]
+    assert err.splitlines() == [
+        "rnnpipe imdb train: error: heads (3) must divide the model width, units (16)"
+    ]
 
 
 NAMED = re.compile(r"(?<![\w./$-])rnnpipe ([^\s`'\"]+)(?: ([^\s`'\",.;)]+))?")

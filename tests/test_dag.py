@@ -28,15 +28,17 @@ def test_code_deps_are_the_stage_modules_import_closure(name):
     assert stage["cmd"].startswith(f"rnnpipe {project} {command} ")
     declared = {d for d in stage["deps"] if d.startswith("src/")}
     expected = stage_code(project, command)
-    assert declared == expected, (f"{name}: missing {sorted(expected - declared)}, "
-                                  f"extra {sorted(declared - expected)}")
+    assert declared == expected, (
+        f"{name}: missing {sorted(expected - declared)}, extra {sorted(declared - expected)}"
+    )
 
 
 def test_package_inits_import_nothing():
     for init in SRC.rglob("__init__.py"):
         body = ast.parse(init.read_text()).body
-        assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body), \
+        assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body), (
             f"{init} runs code: every stage would depend on it"
+        )
 
 
 def test_projects_never_import_each_other_and_core_imports_neither():
@@ -69,7 +71,8 @@ def test_each_stage_declares_exactly_the_params_it_reads(tiny_pipeline):
         unread = [d for d in declared if not any(covers(d, k) for k in keys)]
         undeclared = [k for k in keys if not any(covers(d, k) for d in declared)]
         assert not unread and not undeclared, (
-            f"{name}: declares {unread} it never reads; reads {undeclared} it does not declare")
+            f"{name}: declares {unread} it never reads; reads {undeclared} it does not declare"
+        )
 
 
 def dvc(repo, env, *args, check=True):
@@ -130,10 +133,21 @@ MODULE_EDITS = [
     ("src/rnnpipe/imdb/baseline.py", {"imdb_baseline"}),
     # register scores a champion of other validation data as evaluate does
     ("src/rnnpipe/charlm/sampler.py", {"charlm_evaluate", "charlm_compare", "charlm_register"}),
-    ("src/rnnpipe/imdb/metrics.py", {"imdb_evaluate", "imdb_baseline", "imdb_compare",
-                                     "imdb_register"}),
-    ("src/rnnpipe/core/hparams.py", {"imdb_hparams", "charlm_hparams", "imdb_train",
-                                     "charlm_train", "imdb_compare", "charlm_compare"}),
+    (
+        "src/rnnpipe/imdb/metrics.py",
+        {"imdb_evaluate", "imdb_baseline", "imdb_compare", "imdb_register"},
+    ),
+    (
+        "src/rnnpipe/core/hparams.py",
+        {
+            "imdb_hparams",
+            "charlm_hparams",
+            "imdb_train",
+            "charlm_train",
+            "imdb_compare",
+            "charlm_compare",
+        },
+    ),
     ("src/rnnpipe/core/compare.py", {"imdb_compare", "charlm_compare"}),
     # a project's schema: that project's stages, and none of the other project's
     ("src/rnnpipe/charlm/params.py", {n for n in STAGES if n.startswith("charlm_")}),
@@ -180,9 +194,13 @@ def test_a_new_param_or_command_of_one_project_leaves_the_other_alone(tiny_pipel
     (repo / "src/rnnpipe/imdb/explain.py").write_text(
         '"""`rnnpipe imdb explain`."""\n\nfrom rnnpipe.core.commands import command\n\n\n'
         '@command("imdb", "explain", help="explain a review")\n'
-        'def explain(params):\n    print("explained")\n')
+        'def explain(params):\n    print("explained")\n'
+    )
     assert changed(repo, env) == set()
     # found by its name alone: no table lists it (the copy's src/ first on the path)
-    proc = run([sys.executable, "-m", "rnnpipe", "imdb", "explain"], repo,
-               {**env, "PYTHONPATH": str(repo / "src")})
+    proc = run(
+        [sys.executable, "-m", "rnnpipe", "imdb", "explain"],
+        repo,
+        {**env, "PYTHONPATH": str(repo / "src")},
+    )
     assert proc.stdout.strip() == "explained"

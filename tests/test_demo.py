@@ -31,6 +31,7 @@ REAL_REVIEWS, REAL_UNSUP, REAL_NOVEL = 12_500, 50_000, 1_112_261
 
 # -- the profile --------------------------------------------------------------------------
 
+
 def test_the_demo_profile_validates_small_and_apart_from_the_workspace():
     params, workspace = load_params(PROFILE), load_params(ROOT / "params.yaml")
     for project in demo.PROJECTS:
@@ -41,8 +42,13 @@ def test_the_demo_profile_validates_small_and_apart_from_the_workspace():
         assert p.download.sha256 == []  # the slice is not the published file
     assert params.charlm.ingest.text_sha256 == []
     part = demo.data_slice(params)
-    assert set(part.reviews) == {("train", "pos"), ("train", "neg"), ("test", "pos"),
-                                 ("test", "neg"), ("train", "unsup")}
+    assert set(part.reviews) == {
+        ("train", "pos"),
+        ("train", "neg"),
+        ("test", "pos"),
+        ("test", "neg"),
+        ("train", "unsup"),
+    }
     assert all(0 < n < REAL_REVIEWS for k, n in part.reviews.items() if k[1] != "unsup")
     assert 0 < part.reviews[("train", "unsup")] < REAL_UNSUP
     assert 0 < part.novel_chars <= part.novel_max_chars < REAL_NOVEL
@@ -59,8 +65,13 @@ def _profile(tmp_path: Path, edit) -> Path:
 def test_the_slice_is_what_the_raw_data_gates_expect(tmp_path):
     params = load_params(TINY_PARAMS)
     part = demo.data_slice(params)
-    assert part.reviews == {("train", "pos"): 20, ("train", "neg"): 20, ("test", "pos"): 20,
-                            ("test", "neg"): 20, ("train", "unsup"): 10}
+    assert part.reviews == {
+        ("train", "pos"): 20,
+        ("train", "neg"): 20,
+        ("test", "pos"): 20,
+        ("test", "neg"): 20,
+        ("train", "unsup"): 10,
+    }
     assert (part.novel_chars, part.novel_max_chars) == (10_000, 40_000)
 
     def no_unsup_odd_test(raw):
@@ -76,13 +87,19 @@ def test_the_slice_is_what_the_raw_data_gates_expect(tmp_path):
         raw["imdb"]["embed"]["use_unsup"] = False
 
     assert ("train", "unsup") not in demo.data_slice(
-        load_params(_profile(tmp_path, no_unsup))).reviews
+        load_params(_profile(tmp_path, no_unsup))
+    ).reviews
 
 
 # -- the reviews ----------------------------------------------------------------------------
 
-WANT = {("train", "pos"): 6, ("train", "neg"): 5, ("test", "pos"): 4, ("test", "neg"): 3,
-        ("train", "unsup"): 2}
+WANT = {
+    ("train", "pos"): 6,
+    ("train", "neg"): 5,
+    ("test", "pos"): 4,
+    ("test", "neg"): 3,
+    ("train", "unsup"): 2,
+}
 
 
 def _folder(row) -> tuple[str, str]:
@@ -137,6 +154,7 @@ def test_slice_imdb_refuses_unsafe_members(tmp_path):
 
 # -- the novel ------------------------------------------------------------------------------
 
+
 def _novel(text: str, ingest) -> str:
     return cut_novel(text, ingest.start_marker, ingest.end_markers, ingest.header_markers)
 
@@ -156,7 +174,7 @@ def test_slice_novel_cuts_the_novel_where_ingest_reads_it(tmp_path, layout):
     assert "\n" not in full[5_000:n]
     start = whole.index(full)
     assert text.startswith(whole[:start])  # the licence header as it was
-    assert text.endswith(whole[start + len(full):])  # and the footer
+    assert text.endswith(whole[start + len(full) :])  # and the footer
 
 
 def test_slice_novel_bounds(tmp_path):
@@ -173,10 +191,15 @@ def test_slice_novel_bounds(tmp_path):
 
 # -- the run's report -------------------------------------------------------------------------
 
+
 def test_stage_times_from_dvc_output():
-    events = [(0.0, "Running stage 'imdb_download':\n"), (1.0, "> rnnpipe imdb download\n"),
-              (5.0, "Updating lock file 'dvc.lock'\n"), (5.5, "Running stage 'imdb_ingest':\n"),
-              (7.0, "Use `dvc push` to send your updates to remote storage.\n")]
+    events = [
+        (0.0, "Running stage 'imdb_download':\n"),
+        (1.0, "> rnnpipe imdb download\n"),
+        (5.0, "Updating lock file 'dvc.lock'\n"),
+        (5.5, "Running stage 'imdb_ingest':\n"),
+        (7.0, "Use `dvc push` to send your updates to remote storage.\n"),
+    ]
     assert demo.stage_times(events, 9.5) == [("imdb_download", 5.5), ("imdb_ingest", 4.0)]
     assert demo.stage_times([], 1.0) == []
 
@@ -187,15 +210,20 @@ def test_a_profile_with_the_workspaces_model_names_is_refused(tmp_path, monkeypa
     shutil.copyfile(TINY_PARAMS, tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     assert demo.main(["--params", str(TINY_PARAMS)]) == 2
-    assert "imdb.promote.model_name is 'imdb-sentiment', the workspace's model name" in \
-        capsys.readouterr().err
+    assert (
+        "imdb.promote.model_name is 'imdb-sentiment', the workspace's model name"
+        in capsys.readouterr().err
+    )
     bad = _profile(tmp_path, lambda raw: raw["imdb"]["tune"].update(max_trials=0))
     assert demo.main(["--params", str(bad)]) == 2
-    assert "imdb.tune.max_trials: Input should be greater than or equal to 1" in \
-        capsys.readouterr().err
+    assert (
+        "imdb.tune.max_trials: Input should be greater than or equal to 1"
+        in capsys.readouterr().err
+    )
 
 
 # -- the whole demo on tiny data ----------------------------------------------------------------
+
 
 def _use_env(monkeypatch, env: dict[str, str]) -> None:
     for key in set(os.environ) - set(env):
@@ -211,11 +239,14 @@ def _store(db: Path) -> tuple[dict[str, set[str]], dict[str, str], dict[str, lis
 
     client = mlflow.MlflowClient(f"sqlite:///{db}")
     experiments = client.search_experiments()
-    runs = {e.name: {r.info.run_id for r in client.search_runs([e.experiment_id],
-                                                               max_results=5000)}
-            for e in experiments}
-    models = {m.name: sorted(v.version for v in client.search_model_versions(
-        f"name = '{m.name}'")) for m in client.search_registered_models()}
+    runs = {
+        e.name: {r.info.run_id for r in client.search_runs([e.experiment_id], max_results=5000)}
+        for e in experiments
+    }
+    models = {
+        m.name: sorted(v.version for v in client.search_model_versions(f"name = '{m.name}'"))
+        for m in client.search_registered_models()
+    }
     return runs, {e.name: e.artifact_location for e in experiments}, models
 
 
@@ -224,24 +255,35 @@ def _stages(db: Path, experiment: str) -> set[str]:
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{db}")
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
-                              max_results=5000)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], max_results=5000
+    )
     return {r.data.tags.get("stage") for r in runs}
 
 
 def _files(repo: Path) -> dict[str, bytes]:
-    watched = [repo / "dvc.lock", repo / "params.yaml", repo / "dvc.yaml",
-               *sorted((repo / "reports").rglob("*")), *sorted((repo / "models").rglob("*"))]
+    watched = [
+        repo / "dvc.lock",
+        repo / "params.yaml",
+        repo / "dvc.yaml",
+        *sorted((repo / "reports").rglob("*")),
+        *sorted((repo / "models").rglob("*")),
+    ]
     return {str(p.relative_to(repo)): p.read_bytes() for p in watched if p.is_file()}
 
 
 @pytest.mark.slow
 def test_the_demo_runs_every_stage_and_leaves_the_workspace_as_it_was(
-        tiny_pipeline, tiny_mirror, tmp_path, monkeypatch, capsys):
+    tiny_pipeline, tiny_mirror, tmp_path, monkeypatch, capsys
+):
     repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
-    profile = _profile(tmp_path, lambda raw: [
-        raw[p]["promote"].update(model_name=raw[p]["promote"]["model_name"] + "-demo")
-        for p in demo.PROJECTS])
+    profile = _profile(
+        tmp_path,
+        lambda raw: [
+            raw[p]["promote"].update(model_name=raw[p]["promote"]["model_name"] + "-demo")
+            for p in demo.PROJECTS
+        ],
+    )
     files = _files(repo)
     cache = sorted(p.relative_to(repo) for p in (repo / ".dvc/cache").rglob("*"))
     runs, locations, models = _store(repo / "mlflow.db")
@@ -262,15 +304,20 @@ def test_the_demo_runs_every_stage_and_leaves_the_workspace_as_it_was(
         assert (copy / "params.yaml").read_bytes() == profile.read_bytes()
         assert set(yaml.safe_load((copy / "dvc.lock").read_text())["stages"]) == set(stages)
         assert not (copy / ".dvc/cache/files").exists()  # --no-commit: nothing cached
-        assert re.search(r"^imdb: +test accuracy 0\.\d{4} \(40 reviews\); TF-IDF baseline "
-                         r"\d\.\d{4}; registered imdb-sentiment-demo version 1 \(champion\)$",
-                         out, re.M), out
+        assert re.search(
+            r"^imdb: +test accuracy 0\.\d{4} \(40 reviews\); TF-IDF baseline "
+            r"\d\.\d{4}; registered imdb-sentiment-demo version 1 \(champion\)$",
+            out,
+            re.M,
+        ), out
         assert re.search(r"^charlm: test loss \d+\.\d{4} nats/char", out, re.M), out
         assert f"{copy / 'reports'}/" in out
         # the sliced mirror: the whole tiny archive, the novel's first 10,000 characters
         assert (kept / "mirror/aclImdb_v1.tar.gz").is_file()
-        novel = _novel(decode_text((tiny_mirror / "mysterious_island_1268-0.txt").read_bytes(),
-                                   "tiny"), load_params(profile).charlm.ingest)
+        novel = _novel(
+            decode_text((tiny_mirror / "mysterious_island_1268-0.txt").read_bytes(), "tiny"),
+            load_params(profile).charlm.ingest,
+        )
         corpus = (copy / "data/interim/charlm/corpus.txt").read_text()
         assert 10_000 <= len(corpus) < len(novel) and novel.startswith(corpus)
 
@@ -288,10 +335,16 @@ def test_the_demo_runs_every_stage_and_leaves_the_workspace_as_it_was(
             name = f"rnnpipe-{project}-demo"
             assert locations_after[name] == (repo / "mlartifacts").as_uri()
             stages = _stages(repo / "mlflow.db", name)
-            assert {f"{project}_check_raw", f"{project}_check_encoded", f"{project}_train",
-                    f"{project}_compare"} <= stages, stages
-        assert set(models_after) - set(models) == {"imdb-sentiment-demo",
-                                                   "mysterious-island-charlm-demo"}
+            assert {
+                f"{project}_check_raw",
+                f"{project}_check_encoded",
+                f"{project}_train",
+                f"{project}_compare",
+            } <= stages, stages
+        assert set(models_after) - set(models) == {
+            "imdb-sentiment-demo",
+            "mysterious-island-charlm-demo",
+        }
         assert f"mlflow ui --backend-store-uri sqlite:///{repo / 'mlflow.db'}" in out
         assert "experiments rnnpipe-imdb-demo, rnnpipe-charlm-demo" in out
         assert not (copy / "mlflow.db").exists()

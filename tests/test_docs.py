@@ -123,8 +123,10 @@ def test_every_docs_page_is_linked_from_the_readme_or_the_docs_index():
 def test_github_slug():
     assert github_slug("Sentiment (imdb)") == "sentiment-imdb"
     assert github_slug("2. The tracking server") == "2-the-tracking-server"
-    assert github_slug("Distributed search (one chief, several workers)") == \
-        "distributed-search-one-chief-several-workers"
+    assert (
+        github_slug("Distributed search (one chief, several workers)")
+        == "distributed-search-one-chief-several-workers"
+    )
     assert github_slug("The `core/` package_name") == "the-core-package_name"
     assert github_slug("IMDb tokenize+encode") == "imdb-tokenizeencode"
 
@@ -186,8 +188,7 @@ def test_make_targets_named():
 @pytest.mark.parametrize("page", DOCS, ids=_rel)
 def test_make_targets_exist(page):
     targets = makefile_targets()
-    missing = sorted({t for text in code_texts(page) for t in make_targets_named(text)}
-                     - targets)
+    missing = sorted({t for text in code_texts(page) for t in make_targets_named(text)} - targets)
     assert not missing, f"{_rel(page)} names make targets the Makefile lacks: {missing}"
 
 
@@ -217,10 +218,12 @@ def rnnpipe_commands_named(text: str) -> list[tuple[str, str | None, list[str]]]
 
 
 def test_rnnpipe_commands_named():
-    assert rnnpipe_commands_named("rnnpipe imdb predict --file x.csv [--model-uri m]") == \
-        [("imdb", "predict", ["--file", "--model-uri"])]
-    assert rnnpipe_commands_named("`rnnpipe <project> <command> <paths...>`") == \
-        [("<project>", "<command>", [])]
+    assert rnnpipe_commands_named("rnnpipe imdb predict --file x.csv [--model-uri m]") == [
+        ("imdb", "predict", ["--file", "--model-uri"])
+    ]
+    assert rnnpipe_commands_named("`rnnpipe <project> <command> <paths...>`") == [
+        ("<project>", "<command>", [])
+    ]
     assert rnnpipe_commands_named("cd rnnpipe && make setup") == []
     assert rnnpipe_commands_named("rnnpipe.imdb.train, src/rnnpipe/cli.py, rnnpipe-imdb") == []
 
@@ -257,8 +260,11 @@ def test_rnnpipe_commands_exist(page, parser):
                 if error_line:
                     continue
                 known = _choices(projects[project])[command]._option_string_actions
-                wrong += [f"rnnpipe {project} {command} {o}: no such option"
-                          for o in options if o not in known]
+                wrong += [
+                    f"rnnpipe {project} {command} {o}: no such option"
+                    for o in options
+                    if o not in known
+                ]
     assert not wrong, f"{_rel(page)}: {sorted(set(wrong))}"
 
 

@@ -75,9 +75,14 @@ def mirror(tmp_path) -> Path:
 
 
 def params(url: str, mirror: Path | None, **kwargs) -> DownloadParams:
-    return DownloadParams(url=url, filename=FILE, mirror=str(mirror) if mirror else None,
-                          timeout_s=kwargs.pop("timeout_s", 5), sha256=kwargs.pop("sha256", []),
-                          **kwargs)
+    return DownloadParams(
+        url=url,
+        filename=FILE,
+        mirror=str(mirror) if mirror else None,
+        timeout_s=kwargs.pop("timeout_s", 5),
+        sha256=kwargs.pop("sha256", []),
+        **kwargs,
+    )
 
 
 def sha(data: bytes) -> str:
@@ -142,8 +147,9 @@ def test_default_mirror_is_shared_data_beside_the_project(tmp_path, monkeypatch)
 
 def test_checksum_mismatch_on_mirror_falls_back_to_url(tmp_path, mirror, server):
     out = tmp_path / FILE
-    info = dl.download(params(f"{server}/ok", mirror, sha256=[sha(URL_BYTES)]), out,
-                       tmp_path / "r.json")
+    info = dl.download(
+        params(f"{server}/ok", mirror, sha256=[sha(URL_BYTES)]), out, tmp_path / "r.json"
+    )
     assert info["source"] == "url" and info["url"] == f"{server}/ok"
     assert out.read_bytes() == URL_BYTES
 
@@ -160,11 +166,14 @@ def test_checksum_mismatch_everywhere(tmp_path, mirror, server):
     assert leftovers(out.parent) == []
 
 
-@pytest.mark.parametrize("path, reason", [
-    ("/missing", "404"),
-    ("/slow", "timed out"),
-    ("/truncated", "IncompleteRead"),
-])
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("/missing", "404"),
+        ("/slow", "timed out"),
+        ("/truncated", "IncompleteRead"),
+    ],
+)
 def test_every_source_failing_lists_each_and_why(tmp_path, server, path, reason):
     out, record = tmp_path / "raw" / FILE, tmp_path / "raw" / "r.json"
     p = params(f"{server}{path}", tmp_path / "no_mirror", timeout_s=0.5)
@@ -181,8 +190,10 @@ def test_every_source_failing_lists_each_and_why(tmp_path, server, path, reason)
 
 def test_cli_download_all_sources_fail(tmp_path, capsys):
     """Through the CLI: exit 1, each source and why, no output file."""
+
     def edit(raw):
         raw["imdb"]["download"]["mirror"] = str(tmp_path / "no_mirror")
+
     p = write_params(tmp_path / "params.yaml", edit)
     out, record = tmp_path / "raw" / "a.tar.gz", tmp_path / "raw" / "download.json"
     rc = cli.main(["--params", str(p), "imdb", "download", str(out), str(record)])
@@ -197,6 +208,7 @@ def test_cli_download_all_sources_fail(tmp_path, capsys):
 def test_cli_download_from_mirror(tmp_path, tiny_mirror):
     def edit(raw):
         raw["charlm"]["download"]["mirror"] = str(tiny_mirror)
+
     p = write_params(tmp_path / "params.yaml", edit)
     out, record = tmp_path / "raw" / "novel.txt", tmp_path / "raw" / "download.json"
     assert cli.main(["--params", str(p), "charlm", "download", str(out), str(record)]) == 0
@@ -211,8 +223,9 @@ def test_cli_download_checksums_of_the_default_profile(tmp_path, tiny_mirror, ca
     licence text; charlm ingest checks the novel instead): any copy of the novel downloads."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for project in ("imdb", "charlm"):
-        raw[project]["download"].update(mirror=str(tiny_mirror),
-                                         url="http://127.0.0.1:9/nothing", timeout_s=2)
+        raw[project]["download"].update(
+            mirror=str(tiny_mirror), url="http://127.0.0.1:9/nothing", timeout_s=2
+        )
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(raw))
     out, record = tmp_path / "raw" / "novel.txt", tmp_path / "raw" / "download.json"

@@ -69,7 +69,12 @@ def test_unlabelled_split_missing_is_an_error_naming_the_keys(tmp_path, params):
     with pytest.raises(PipelineError, match="imdb.ingest.include_unsup"):
         run(tmp_path, params, reviews(unsup=False))
     assert not (tmp_path / "vectors.npy").exists() and not (tmp_path / "embed.json").exists()
-    no_unsup = params.model_copy(update={"imdb": params.imdb.model_copy(
-        update={"embed": ImdbEmbedParams(dim=8, min_count=1, use_unsup=False)})})
+    no_unsup = params.model_copy(
+        update={
+            "imdb": params.imdb.model_copy(
+                update={"embed": ImdbEmbedParams(dim=8, min_count=1, use_unsup=False)}
+            )
+        }
+    )
     vectors, report = run(tmp_path, no_unsup, reviews(unsup=False))
     assert report["reviews"] == 30 and vectors.shape == (6, 8)

@@ -14,8 +14,16 @@ from rnnpipe.core import figures
 
 LABELS = np.array([0, 0, 1, 1, 0, 1, 1, 0])
 PROBA = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9, 0.7, 0.6])
-HISTORY = [{"epoch": i, "loss": 1 / (i + 1), "val_loss": 1.2 / (i + 1),
-            "accuracy": 0.5 + i / 10, "val_accuracy": 0.5 + i / 12} for i in range(4)]
+HISTORY = [
+    {
+        "epoch": i,
+        "loss": 1 / (i + 1),
+        "val_loss": 1.2 / (i + 1),
+        "accuracy": 0.5 + i / 10,
+        "val_accuracy": 0.5 + i / 12,
+    }
+    for i in range(4)
+]
 
 
 def png(fig) -> Image.Image:
@@ -88,23 +96,42 @@ def test_log_writes_pngs_under_figures(tmp_path, copy_empty_store):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "stage", "expected"), [
-    ("imdb-sentiment", "imdb_train",
-     {"figures/roc.png", "figures/precision_recall.png", "figures/confusion.png",
-      "figures/learning_curves.png"}),
-    ("mysterious-island-charlm", "charlm_train",
-     {"figures/learning_curves.png", "samples/temperature_0.5.txt",
-      "samples/temperature_1.txt", "samples/temperature_1.5.txt"}),
-])
-def test_evaluate_logs_figures_into_the_champions_train_run(tiny_pipeline, tmp_path, model,
-                                                            stage, expected):
+@pytest.mark.parametrize(
+    ("model", "stage", "expected"),
+    [
+        (
+            "imdb-sentiment",
+            "imdb_train",
+            {
+                "figures/roc.png",
+                "figures/precision_recall.png",
+                "figures/confusion.png",
+                "figures/learning_curves.png",
+            },
+        ),
+        (
+            "mysterious-island-charlm",
+            "charlm_train",
+            {
+                "figures/learning_curves.png",
+                "samples/temperature_0.5.txt",
+                "samples/temperature_1.txt",
+                "samples/temperature_1.5.txt",
+            },
+        ),
+    ],
+)
+def test_evaluate_logs_figures_into_the_champions_train_run(
+    tiny_pipeline, tmp_path, model, stage, expected
+):
     repo = tiny_pipeline.repo
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     run_id = client.get_model_version_by_alias(model, "champion").run_id
     assert client.get_run(run_id).data.tags["stage"] == stage
-    found = {a.path for folder in ("figures", "samples")
-             for a in client.list_artifacts(run_id, folder)}
+    found = {
+        a.path for folder in ("figures", "samples") for a in client.list_artifacts(run_id, folder)
+    }
     assert expected <= found
     for name in expected:
         path = client.download_artifacts(run_id, name, str(tmp_path))

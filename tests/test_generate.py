@@ -10,8 +10,15 @@ VOCAB = char_vocabulary("The island of Lincoln.\n")
 
 
 def model(cell="LSTM", stateful=False):
-    hp = dict(cell=cell, units=16, layers=2, embedding_dim=8, dropout=0.1,
-              learning_rate=1e-3, clipnorm=1.0)
+    hp = dict(
+        cell=cell,
+        units=16,
+        layers=2,
+        embedding_dim=8,
+        dropout=0.1,
+        learning_rate=1e-3,
+        clipnorm=1.0,
+    )
     return build_char_lm(hp, len(VOCAB), stateful=stateful, batch_size=4 if stateful else None)
 
 
@@ -22,14 +29,16 @@ def test_stepwise_generation_matches_reading_the_whole_prompt(cell):
     prompt = "The island"
     whole = m.predict(chars.encode(prompt, VOCAB)[None, :], verbose=0)[0, -1]
     for t in (0.5, 1.0, 1.5):
-        np.testing.assert_allclose(gen.next_distribution(prompt, t), probabilities(whole, t),
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            gen.next_distribution(prompt, t), probabilities(whole, t), rtol=1e-4, atol=1e-6
+        )
     # after sampling, each character was one step with carried state: still the same as a
     # whole read of the text so far
     text = gen.generate(prompt, 5, 1.0, seed=3)
     whole = m.predict(chars.encode(text, VOCAB)[None, :], verbose=0)[0, -1]
-    np.testing.assert_allclose(gen.next_distribution(text), probabilities(whole, 1.0),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        gen.next_distribution(text), probabilities(whole, 1.0), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_a_stateful_training_model_generates_like_its_stateless_twin():

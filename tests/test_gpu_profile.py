@@ -13,8 +13,9 @@ PROFILE = ROOT / "params_gpu.yaml"
 
 def flat(tree, prefix: str = "") -> dict:
     if isinstance(tree, dict):
-        return {k: v for key, value in tree.items()
-                for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {
+            k: v for key, value in tree.items() for k, v in flat(value, f"{prefix}{key}.").items()
+        }
     return {prefix.rstrip("."): tree}
 
 
@@ -33,6 +34,9 @@ def test_the_docs_table_lists_every_difference():
     default, gpu = (flat(yaml.safe_load(p.read_text())) for p in (ROOT / "params.yaml", PROFILE))
     assert default.keys() == gpu.keys()
     diff = {k: (default[k], gpu[k]) for k in default if default[k] != gpu[k]}
-    rows = re.findall(r"^\| `([\w.]+)` \| ([^|]+) \| ([^|]+) \|$",
-                      (ROOT / "docs" / "gpu.md").read_text(), re.MULTILINE)
+    rows = re.findall(
+        r"^\| `([\w.]+)` \| ([^|]+) \| ([^|]+) \|$",
+        (ROOT / "docs" / "gpu.md").read_text(),
+        re.MULTILINE,
+    )
     assert {key: (value(a), value(b)) for key, a, b in rows} == diff

@@ -43,8 +43,9 @@ def run_hparams(tmp_path, raw: dict, project: str, tuned: dict, caplog) -> tuple
 
 @pytest.mark.parametrize("path", [ROOT / "params.yaml", TINY_PARAMS], ids=["default", "tiny"])
 @pytest.mark.parametrize("project", ["imdb", "charlm"])
-def test_every_model_key_changes_hparams_or_says_the_search_decides_it(tmp_path, caplog,
-                                                                       path, project):
+def test_every_model_key_changes_hparams_or_says_the_search_decides_it(
+    tmp_path, caplog, path, project
+):
     raw = yaml.safe_load(path.read_text())
     params = validate(raw)
     model = getattr(params, project).train.model
@@ -68,8 +69,10 @@ def test_every_model_key_changes_hparams_or_says_the_search_decides_it(tmp_path,
             assert got == base, key  # the search decides it, and the user is told so
             assert key in decides.split("decides ")[1].split(" (")[0].split(", "), key
             if value != tuned[key]:
-                assert f"{project}.train.model.{key}: {value!r} in params.yaml is not used: " \
-                       f"the search chose {tuned[key]!r}" in said, key
+                assert (
+                    f"{project}.train.model.{key}: {value!r} in params.yaml is not used: "
+                    f"the search chose {tuned[key]!r}" in said
+                ), key
         else:
             assert got[key] == value and got == base | {key: value}, key
             assert f"{project}.train.model.{key}:" not in said, key
@@ -90,8 +93,10 @@ def test_tuned_hparams_are_checked_by_the_schema(tmp_path):
     assert (hp["cell"], hp["units"], hp["embedding_dim"]) == ("GRU", 256, model.embedding_dim)
     assert hp.keys() == model.model_dump().keys()
     assert hparams.resolve(model, None) == model.model_dump()
-    for bad in ('{"cell": "Attention"}',  # not a cell
-                '{"hparams": {"cell": "GRU"}}'):  # not a model key
+    for bad in (
+        '{"cell": "Attention"}',  # not a cell
+        '{"hparams": {"cell": "GRU"}}',
+    ):  # not a model key
         path.write_text(bad)
         with pytest.raises(PipelineError, match="cannot use tuned hyperparameters"):
             hparams.resolve(model, hparams.read_tuned(path, key), path)
@@ -124,8 +129,9 @@ def test_schema_defaults_equal_the_committed_params():
             elif not field.is_required():
                 default = field.get_default(call_default_factory=True)
                 if name in given and given[name] != default:
-                    differ.append(f"{path}.{name}: default {default!r}, params.yaml "
-                                  f"{given[name]!r}")
+                    differ.append(
+                        f"{path}.{name}: default {default!r}, params.yaml {given[name]!r}"
+                    )
 
     for project in ("imdb", "charlm"):
         walk(getattr(params, project), raw[project], project)

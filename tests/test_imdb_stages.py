@@ -77,8 +77,13 @@ def test_missing_encoded_split_is_a_clear_error(tmp_path):
 
 
 def with_use_tuned(params, use_tuned: bool):
-    return params.model_copy(update={"imdb": params.imdb.model_copy(update={
-        "train": params.imdb.train.model_copy(update={"use_tuned": use_tuned})})})
+    return params.model_copy(
+        update={
+            "imdb": params.imdb.model_copy(
+                update={"train": params.imdb.train.model_copy(update={"use_tuned": use_tuned})}
+            )
+        }
+    )
 
 
 def test_hparams_stage_resolves_params_or_tuned(params, tmp_path):
@@ -105,8 +110,9 @@ def test_cli_hparams_for_each_project(tmp_path):
     best.write_text('{"units": 3}')
     for project in ("imdb", "charlm"):
         out = tmp_path / project / "hparams.json"
-        assert cli.main(["--params", str(TINY_PARAMS), project, "hparams", str(best),
-                         str(out)]) == 0
+        assert (
+            cli.main(["--params", str(TINY_PARAMS), project, "hparams", str(best), str(out)]) == 0
+        )
         model = getattr(load_params(TINY_PARAMS), project).train.model
         # use_tuned (the tiny params' too): the search's values over the model params
         assert json.loads(out.read_text()) == {**model.model_dump(), "units": 3}
@@ -147,9 +153,16 @@ def test_same_seed_same_metrics(params, tmp_path):
     def train_once(folder):
         training.set_seed(7)
         model = build_sentiment_model(hp, 30)
-        _, history = training.fit(model, dataset(tr, 8, 12, seed=7), dataset(va, 8, 12),
-                                  epochs=2, patience=5, checkpoint_dir=folder, settings={},
-                                  verbose=0)
+        _, history = training.fit(
+            model,
+            dataset(tr, 8, 12, seed=7),
+            dataset(va, 8, 12),
+            epochs=2,
+            patience=5,
+            checkpoint_dir=folder,
+            settings={},
+            verbose=0,
+        )
         return history
 
     first, second = train_once(tmp_path / "a"), train_once(tmp_path / "b")
@@ -191,8 +204,7 @@ def test_best_threshold_examples():
     # separable with room: of the thresholds that are all right, the one nearest 0.5
     assert metrics.best_threshold(labels, np.array([0.1, 0.2, 0.6, 0.9])) == 0.5
     # separable only above 0.5: the midpoint of the gap
-    assert metrics.best_threshold(labels, np.array([0.7, 0.75, 0.8, 0.9])) == \
-        pytest.approx(0.775)
+    assert metrics.best_threshold(labels, np.array([0.7, 0.75, 0.8, 0.9])) == pytest.approx(0.775)
     # every label the same: everything on that side
     assert metrics.best_threshold(np.array([1, 1]), np.array([0.3, 0.4])) < 0.3
     assert metrics.best_threshold(np.array([0, 0]), np.array([0.6, 0.7])) > 0.7

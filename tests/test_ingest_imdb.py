@@ -27,10 +27,19 @@ def test_table_columns_dtypes_labels_ratings(archive):
     df = imdb.read_reviews(archive)
     assert list(df.columns) == ["split", "id", "rating", "label", "movie", "text"]
     assert df.dtypes.astype(str).to_dict() == {
-        "split": "string", "id": "int64", "rating": "int8", "label": "int8",
-        "movie": "string", "text": "string"}
+        "split": "string",
+        "id": "int64",
+        "rating": "int8",
+        "label": "int8",
+        "movie": "string",
+        "text": "string",
+    }
     assert df.groupby(["split", "label"]).size().to_dict() == {
-        ("test", 0): N, ("test", 1): N, ("train", 0): N, ("train", 1): N}
+        ("test", 0): N,
+        ("test", 1): N,
+        ("train", 0): N,
+        ("train", 1): N,
+    }
     # the file name's rating, and the label its folder says
     assert df.loc[df.label == 1, "rating"].between(7, 10).all()
     assert df.loc[df.label == 0, "rating"].between(1, 4).all()
@@ -49,8 +58,10 @@ def test_table_columns_dtypes_labels_ratings(archive):
 
 
 def test_movie_ids_from_urls():
-    urls = ("http://www.imdb.com/title/tt0453418/usercomments\n"
-            "http://www.imdb.com/title/tt0064354/usercomments\n\nnot a url\n")
+    urls = (
+        "http://www.imdb.com/title/tt0453418/usercomments\n"
+        "http://www.imdb.com/title/tt0064354/usercomments\n\nnot a url\n"
+    )
     assert imdb.movie_ids(urls) == ["tt0453418", "tt0064354", "", ""]
 
 
@@ -67,8 +78,14 @@ def test_random_split_is_stratified_and_seeded(archive):
     df = imdb.read_reviews(archive, include_unsup=True)
     a = imdb.split_valid(df, 0.25, seed=1, group_by_movie=False)
     assert a.groupby(["split", "label"]).size().to_dict() == {
-        ("train", 0): 15, ("train", 1): 15, ("valid", 0): 5, ("valid", 1): 5,
-        ("test", 0): N, ("test", 1): N, ("unsup", -1): 10}
+        ("train", 0): 15,
+        ("train", 1): 15,
+        ("valid", 0): 5,
+        ("valid", 1): 5,
+        ("test", 0): N,
+        ("test", 1): N,
+        ("unsup", -1): 10,
+    }
     assert list(a.split.unique()) == ["train", "valid", "test", "unsup"]
     assert a.dtypes.equals(df.dtypes)
     assert valid_reviews(a) <= train_reviews(df)
@@ -99,8 +116,9 @@ def shared_movies_members(n: int = 60, movies: int = 24, seed: int = 0) -> dict[
 @pytest.fixture(scope="module")
 def shared_movies(tmp_path_factory) -> pd.DataFrame:
     path = tmp_path_factory.mktemp("imdb") / "shared.tar.gz"
-    return imdb.read_reviews(tinydata.write_imdb_archive(path, shared_movies_members()),
-                             include_unsup=True)
+    return imdb.read_reviews(
+        tinydata.write_imdb_archive(path, shared_movies_members()), include_unsup=True
+    )
 
 
 def test_valid_takes_whole_movies(shared_movies):
@@ -117,8 +135,10 @@ def test_valid_takes_whole_movies(shared_movies):
     # every review of a movie went with it
     assert (a[a.split.isin(["train", "valid"])].groupby("movie")["split"].nunique() == 1).all()
     # test and unsup untouched
-    pd.testing.assert_frame_equal(a[a.split.isin(["test", "unsup"])].reset_index(drop=True),
-                                  df[df.split.isin(["test", "unsup"])].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        a[a.split.isin(["test", "unsup"])].reset_index(drop=True),
+        df[df.split.isin(["test", "unsup"])].reset_index(drop=True),
+    )
     assert a.dtypes.equals(df.dtypes)
     # about a fifth of the training reviews, about half of them positive
     valid = a[a.split == "valid"]
@@ -142,8 +162,9 @@ def movies_of(df, split: str) -> set[str]:
 def test_too_few_movies_for_the_fraction(tmp_path):
     members = tinydata.imdb_members(n_per_folder=4, reviews_per_movie=4)  # 1 movie a folder
     df = imdb.read_reviews(tinydata.write_imdb_archive(tmp_path / "a.tar.gz", members))
-    with pytest.raises(PipelineError, match="2 movies in train: too few for a grouped "
-                                            "validation split of 0.2"):
+    with pytest.raises(
+        PipelineError, match="2 movies in train: too few for a grouped validation split of 0.2"
+    ):
         imdb.split_valid(df, 0.2, seed=0)
 
 
@@ -153,8 +174,7 @@ def test_cli_ingest_writes_parquet(tmp_path, archive):
     assert cli.main(["--params", str(params), "imdb", "ingest", str(archive), str(out)]) == 0
     df = pd.read_parquet(out)
     # the tiny params ask for the unlabelled reviews too (imdb.ingest.include_unsup)
-    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10,
-                                                 "unsup": 10}
+    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10, "unsup": 10}
     assert str(df.rating.dtype) == "int8" and str(df.label.dtype) == "int8"
     assert not movies_of(df, "train") & movies_of(df, "valid")
 
@@ -164,8 +184,9 @@ def test_cli_ingest_writes_parquet(tmp_path, archive):
 
 @pytest.fixture(scope="module")
 def archive_without_urls(tmp_path_factory):
-    members = {k: v for k, v in tinydata.imdb_members().items()
-               if not re.search(r"/urls_\w+\.txt$", k)}
+    members = {
+        k: v for k, v in tinydata.imdb_members().items() if not re.search(r"/urls_\w+\.txt$", k)
+    }
     return tinydata.write_imdb_archive(tmp_path_factory.mktemp("imdb") / "a.tar.gz", members)
 
 
@@ -196,11 +217,10 @@ def test_cli_ingest_without_urls(tmp_path, archive_without_urls, capsys):
 
     def random_split(raw):
         raw["imdb"]["ingest"]["group_by_movie"] = False
-    assert cli.main(["--params", str(write_params(tmp_path / "q.yaml", random_split)),
-                     *args]) == 0
+
+    assert cli.main(["--params", str(write_params(tmp_path / "q.yaml", random_split)), *args]) == 0
     df = pd.read_parquet(out)
-    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10,
-                                                 "unsup": 10}
+    assert df.split.value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10, "unsup": 10}
     assert (df.movie == "").all()
 
 
@@ -209,8 +229,10 @@ def test_urls_file_shorter_than_its_folder(tmp_path):
     lines = members["aclImdb/train/urls_pos.txt"].decode().splitlines()
     members["aclImdb/train/urls_pos.txt"] = ("\n".join(lines[:-1]) + "\n").encode()
     archive = tinydata.write_imdb_archive(tmp_path / "a.tar.gz", members)
-    with pytest.raises(PipelineError, match=f"aclImdb/train/urls_pos.txt has no movie for "
-                                            f"review {N - 1} \\({N - 1} lines\\)"):
+    with pytest.raises(
+        PipelineError,
+        match=f"aclImdb/train/urls_pos.txt has no movie for review {N - 1} \\({N - 1} lines\\)",
+    ):
         imdb.read_reviews(archive)
     assert len(imdb.read_reviews(archive, movies=False)) == 4 * N
 
@@ -286,27 +308,46 @@ BAD_ARCHIVES = {
     "cut at the end": (_cut_end, "truncated or corrupt archive"),
     "not gzip": (_garbage, "truncated or corrupt archive"),
     "corrupt gzip": (_corrupt_gzip, "truncated or corrupt archive"),
-    "dot-dot": (lambda p: _tar_with(p, tinydata.imdb_members(),
-                                    [_file("aclImdb/../../evil.txt")]),
-                "'aclImdb/../../evil.txt': '..' in its path"),
-    "absolute": (lambda p: _tar_with(p, tinydata.imdb_members(), [_file("/etc/evil.txt")]),
-                 "'/etc/evil.txt': absolute path"),
-    "symlink": (lambda p: _tar_with(p, tinydata.imdb_members(),
-                                    [_link("aclImdb/train/pos/99_9.txt", "/etc/passwd")]),
-                "'aclImdb/train/pos/99_9.txt': links are not allowed"),
-    "hardlink": (lambda p: _tar_with(p, tinydata.imdb_members(),
-                                     [_link("aclImdb/x", "aclImdb/README", tarfile.LNKTYPE)]),
-                 "'aclImdb/x': links are not allowed"),
-    "device": (lambda p: _tar_with(p, tinydata.imdb_members(), [_device("aclImdb/dev")]),
-               "'aclImdb/dev': not a regular file or folder"),
-    "missing test/neg": (lambda p: tinydata.write_imdb_archive(
-        p, _members_without("aclImdb/test/neg/")), "missing or empty folder(s): aclImdb/test/neg"),
-    "unparsable name": (lambda p: tinydata.write_imdb_archive(
-        p, _members_plus("aclImdb/train/pos/review_seven.txt", b"fine")),
-        "aclImdb/train/pos/review_seven.txt: file name is not <id>_<rating>.txt"),
-    "non-UTF-8": (lambda p: tinydata.write_imdb_archive(
-        p, _members_plus("aclImdb/test/neg/999_2.txt", b"caf\xe9 au lait")),
-        "aclImdb/test/neg/999_2.txt: not valid UTF-8 (byte 3: b'\\xe9')"),
+    "dot-dot": (
+        lambda p: _tar_with(p, tinydata.imdb_members(), [_file("aclImdb/../../evil.txt")]),
+        "'aclImdb/../../evil.txt': '..' in its path",
+    ),
+    "absolute": (
+        lambda p: _tar_with(p, tinydata.imdb_members(), [_file("/etc/evil.txt")]),
+        "'/etc/evil.txt': absolute path",
+    ),
+    "symlink": (
+        lambda p: _tar_with(
+            p, tinydata.imdb_members(), [_link("aclImdb/train/pos/99_9.txt", "/etc/passwd")]
+        ),
+        "'aclImdb/train/pos/99_9.txt': links are not allowed",
+    ),
+    "hardlink": (
+        lambda p: _tar_with(
+            p, tinydata.imdb_members(), [_link("aclImdb/x", "aclImdb/README", tarfile.LNKTYPE)]
+        ),
+        "'aclImdb/x': links are not allowed",
+    ),
+    "device": (
+        lambda p: _tar_with(p, tinydata.imdb_members(), [_device("aclImdb/dev")]),
+        "'aclImdb/dev': not a regular file or folder",
+    ),
+    "missing test/neg": (
+        lambda p: tinydata.write_imdb_archive(p, _members_without("aclImdb/test/neg/")),
+        "missing or empty folder(s): aclImdb/test/neg",
+    ),
+    "unparsable name": (
+        lambda p: tinydata.write_imdb_archive(
+            p, _members_plus("aclImdb/train/pos/review_seven.txt", b"fine")
+        ),
+        "aclImdb/train/pos/review_seven.txt: file name is not <id>_<rating>.txt",
+    ),
+    "non-UTF-8": (
+        lambda p: tinydata.write_imdb_archive(
+            p, _members_plus("aclImdb/test/neg/999_2.txt", b"caf\xe9 au lait")
+        ),
+        "aclImdb/test/neg/999_2.txt: not valid UTF-8 (byte 3: b'\\xe9')",
+    ),
 }
 
 
@@ -328,8 +369,9 @@ def test_bad_archive_clear_error_exit_1_no_output(tmp_path, capsys, case):
 
 
 def test_missing_unsup_only_matters_when_asked(tmp_path):
-    archive = tinydata.write_imdb_archive(tmp_path / "a.tar.gz",
-                                          _members_without("aclImdb/train/unsup/"))
+    archive = tinydata.write_imdb_archive(
+        tmp_path / "a.tar.gz", _members_without("aclImdb/train/unsup/")
+    )
     assert len(imdb.read_reviews(archive)) == 4 * N
     with pytest.raises(PipelineError, match="aclImdb/train/unsup"):
         imdb.read_reviews(archive, include_unsup=True)

@@ -36,6 +36,7 @@ def run_ingest(tmp_path, source, edit=None):
 def set_ingest(**values):
     def edit(raw):
         raw["charlm"]["ingest"].update(values)
+
     return edit
 
 
@@ -71,13 +72,15 @@ def test_both_layouts_give_the_same_text_and_checksum():
 def test_title_inside_the_2016_header_line_is_not_the_start():
     text = decoded(layout="2016")
     assert text.index("*** START OF THIS PROJECT GUTENBERG EBOOK THE MYSTERIOUS ISLAND") < (
-        text.index("\nTHE MYSTERIOUS ISLAND\n"))
+        text.index("\nTHE MYSTERIOUS ISLAND\n")
+    )
     assert cut(text).startswith("THE MYSTERIOUS ISLAND\n\nby")
 
 
 def test_title_line_before_the_header_line_is_skipped():
-    text = decoded(layout="current").replace("Title: The Mysterious Island",
-                                             "THE MYSTERIOUS ISLAND\n\nFAKE START")
+    text = decoded(layout="current").replace(
+        "Title: The Mysterious Island", "THE MYSTERIOUS ISLAND\n\nFAKE START"
+    )
     corpus = cut(text)
     assert corpus.startswith("THE MYSTERIOUS ISLAND\n\nby Jules Verne")
     assert "FAKE START" not in corpus
@@ -89,8 +92,10 @@ def test_no_header_line_searches_from_the_top(layout):
 
 
 def test_end_at_the_first_footer_marker_any_case():
-    text = "*** Start of the Project Gutenberg eBook X ***\nTHE MYSTERIOUS ISLAND\nbody\n" \
-           "*** end of the project gutenberg ebook x ***\nEnd of the Project Gutenberg EBook of X\n"
+    text = (
+        "*** Start of the Project Gutenberg eBook X ***\nTHE MYSTERIOUS ISLAND\nbody\n"
+        "*** end of the project gutenberg ebook x ***\nEnd of the Project Gutenberg EBook of X\n"
+    )
     assert cut(text) == "THE MYSTERIOUS ISLAND\nbody"
 
 
@@ -132,18 +137,24 @@ def test_checksum_mismatch_names_both_hashes_and_the_key(tmp_path, capsys):
 def test_markers_come_from_params(tmp_path):
     source = tmp_path / "novel.txt"
     source.write_text("== BEGIN ==\nMY TITLE\nbody line\nTHE END, said the footer\nlicence\n")
-    rc, out = run_ingest(tmp_path, source, set_ingest(
-        header_markers=["== begin"], start_marker="MY TITLE", end_markers=["THE END"]))
+    rc, out = run_ingest(
+        tmp_path,
+        source,
+        set_ingest(header_markers=["== begin"], start_marker="MY TITLE", end_markers=["THE END"]),
+    )
     assert rc == 0
     assert out.read_text() == "MY TITLE\nbody line"
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"end_marker": "x"}, "charlm.ingest.end_marker: unknown key"),
-    ({"end_markers": []}, "charlm.ingest.end_markers"),
-    ({"header_markers": [""]}, "an empty marker would match every line"),
-    ({"text_sha256": ["ABC"]}, "text_sha256 entries must be 64 lowercase hex digits"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"end_marker": "x"}, "charlm.ingest.end_marker: unknown key"),
+        ({"end_markers": []}, "charlm.ingest.end_markers"),
+        ({"header_markers": [""]}, "an empty marker would match every line"),
+        ({"text_sha256": ["ABC"]}, "text_sha256 entries must be 64 lowercase hex digits"),
+    ],
+)
 def test_bad_ingest_params(tmp_path, values, message):
     params = write_params(tmp_path / "params.yaml", set_ingest(**values))
     with pytest.raises(PipelineError, match=message):
@@ -155,23 +166,45 @@ def _truncated():
     return text[: len(text) // 2]
 
 
-@pytest.mark.parametrize("case, make, message", [
-    ("foreign text", lambda: "Call me Ishmael.\r\nSome years ago\r\n",
-     "start marker not found: no line equal to 'THE MYSTERIOUS ISLAND'"),
-    ("foreign Gutenberg book", lambda: tinydata.gutenberg_text(layout="current").replace(
-        "\r\nTHE MYSTERIOUS ISLAND\r\n", "\r\nMOBY-DICK\r\n"),
-     "start marker not found: no line after the licence header (line 14) equal to "
-     "'THE MYSTERIOUS ISLAND'"),
-    ("truncated", _truncated,
-     "end marker not found: no line after the start (line 18) begins with any of "
-     "['End of the Project Gutenberg EBook of', '*** END OF THIS PROJECT GUTENBERG EBOOK'"),
-    ("no footer", lambda: tinydata.gutenberg_text(footer=False), "end marker not found"),
-    ("footer before title", lambda: tinydata.gutenberg_text(header=False, footer=False).replace(
-        "THE MYSTERIOUS ISLAND\r\n\r\nby", "*** END OF THE PROJECT GUTENBERG EBOOK X ***\r\n"
-        "THE MYSTERIOUS ISLAND\r\n\r\nby", 1), "end marker not found"),
-    ("not UTF-8", lambda: tinydata.gutenberg_text().encode("utf-8") + b"\xc3(",
-     "is not UTF-8: bad byte at offset"),
-])
+@pytest.mark.parametrize(
+    "case, make, message",
+    [
+        (
+            "foreign text",
+            lambda: "Call me Ishmael.\r\nSome years ago\r\n",
+            "start marker not found: no line equal to 'THE MYSTERIOUS ISLAND'",
+        ),
+        (
+            "foreign Gutenberg book",
+            lambda: tinydata.gutenberg_text(layout="current").replace(
+                "\r\nTHE MYSTERIOUS ISLAND\r\n", "\r\nMOBY-DICK\r\n"
+            ),
+            "start marker not found: no line after the licence header (line 14) equal to "
+            "'THE MYSTERIOUS ISLAND'",
+        ),
+        (
+            "truncated",
+            _truncated,
+            "end marker not found: no line after the start (line 18) begins with any of "
+            "['End of the Project Gutenberg EBook of', '*** END OF THIS PROJECT GUTENBERG EBOOK'",
+        ),
+        ("no footer", lambda: tinydata.gutenberg_text(footer=False), "end marker not found"),
+        (
+            "footer before title",
+            lambda: tinydata.gutenberg_text(header=False, footer=False).replace(
+                "THE MYSTERIOUS ISLAND\r\n\r\nby",
+                "*** END OF THE PROJECT GUTENBERG EBOOK X ***\r\nTHE MYSTERIOUS ISLAND\r\n\r\nby",
+                1,
+            ),
+            "end marker not found",
+        ),
+        (
+            "not UTF-8",
+            lambda: tinydata.gutenberg_text().encode("utf-8") + b"\xc3(",
+            "is not UTF-8: bad byte at offset",
+        ),
+    ],
+)
 def test_bad_novel_clear_error_exit_1_no_output(tmp_path, capsys, case, make, message):
     data = make()
     source = tmp_path / "raw" / "novel.txt"

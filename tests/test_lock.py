@@ -29,15 +29,24 @@ except ModuleNotFoundError:  # Python 3.10: pytest's own tomli
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
 WORKFLOWS = ROOT / ".github" / "workflows"
-PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)(?:\s+--hash=sha256:[0-9a-f]{64})*"
-                 r"\s*\\?$")
+PIN = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)(?:\s+--hash=sha256:[0-9a-f]{64})*"
+    r"\s*\\?$"
+)
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 # pip's own version is the installer's (`make setup` upgrades it), not part of the lock
 INSTALLER = {"pip"}
 # the lock's target: what pyproject.toml's markers are evaluated against
-TARGET = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
-          "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-          "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+TARGET = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
 
 
 def lock_entries(text: str) -> dict[str, tuple[str, list[str]]]:
@@ -86,8 +95,9 @@ def freeze_pins(text: str) -> dict[str, str]:
     return pins
 
 
-def differences(locked: dict[str, str], installed: dict[str, str],
-                extras: bool = True) -> list[str]:
+def differences(
+    locked: dict[str, str], installed: dict[str, str], extras: bool = True
+) -> list[str]:
     """What differs between the lock and a venv, one line per package (`extras`: count
     packages the lock lacks too)."""
     out = []
@@ -105,8 +115,13 @@ def differences(locked: dict[str, str], installed: dict[str, str],
 
 
 def installed_pins(python: str = sys.executable) -> dict[str, str]:
-    proc = subprocess.run([python, "-m", "pip", "freeze", "--all", "--exclude-editable"],
-                          capture_output=True, text=True, check=True, timeout=120)
+    proc = subprocess.run(
+        [python, "-m", "pip", "freeze", "--all", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return freeze_pins(proc.stdout)
 
 
@@ -116,10 +131,21 @@ def direct_requirements() -> list[Requirement]:
     setuptools), for the lock's target; not the extras' reference to rnnpipe itself."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     extras = project["project"]["optional-dependencies"]
-    reqs = [Requirement(r) for r in (*project["project"]["dependencies"], *extras["dev"],
-                                      *extras["team"], *project["build-system"]["requires"])]
-    return [r for r in reqs if canonicalize_name(r.name) != "rnnpipe"
-            and (r.marker is None or r.marker.evaluate({**TARGET, "extra": ""}))]
+    reqs = [
+        Requirement(r)
+        for r in (
+            *project["project"]["dependencies"],
+            *extras["dev"],
+            *extras["team"],
+            *project["build-system"]["requires"],
+        )
+    ]
+    return [
+        r
+        for r in reqs
+        if canonicalize_name(r.name) != "rnnpipe"
+        and (r.marker is None or r.marker.evaluate({**TARGET, "extra": ""}))
+    ]
 
 
 def makefile_rule(target: str) -> tuple[str, list[str]]:
@@ -128,7 +154,7 @@ def makefile_rule(target: str) -> tuple[str, list[str]]:
     for i, line in enumerate(lines):
         if line.startswith(f"{target}:"):
             recipe = []
-            for cont in lines[i + 1:]:
+            for cont in lines[i + 1 :]:
                 if not cont.startswith("\t"):
                     break
                 recipe.append(cont.strip())
@@ -138,8 +164,7 @@ def makefile_rule(target: str) -> tuple[str, list[str]]:
 
 def workflow_runs(name: str) -> str:
     wf = yaml.safe_load((WORKFLOWS / name).read_text())
-    return "\n".join(s.get("run", "") for job in wf["jobs"].values()
-                     for s in job.get("steps", []))
+    return "\n".join(s.get("run", "") for job in wf["jobs"].values() for s in job.get("steps", []))
 
 
 # ---- the parsing and comparison logic, on small texts ----
@@ -160,14 +185,23 @@ setuptools==84.2.1 --hash=sha256:{b}
 
 def test_lock_entries_reads_pins_and_their_hashes():
     entries = lock_entries(SAMPLE_LOCK)
-    assert entries == {"numpy": ("2.3.4", ["a" * 64, "b" * 64]),
-                       "ruamel-yaml": ("0.19.1", ["a" * 64]),
-                       "setuptools": ("84.2.1", ["b" * 64])}
+    assert entries == {
+        "numpy": ("2.3.4", ["a" * 64, "b" * 64]),
+        "ruamel-yaml": ("0.19.1", ["a" * 64]),
+        "setuptools": ("84.2.1", ["b" * 64]),
+    }
 
 
-@pytest.mark.parametrize("bad", ["numpy>=2 \\\n    --hash=sha256:" + "a" * 64,
-                                 "-e .", "rnnpipe @ file:///work", "numpy==2.3.4\nnumpy==2.3.5",
-                                 "    --hash=sha256:" + "a" * 64])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "numpy>=2 \\\n    --hash=sha256:" + "a" * 64,
+        "-e .",
+        "rnnpipe @ file:///work",
+        "numpy==2.3.4\nnumpy==2.3.5",
+        "    --hash=sha256:" + "a" * 64,
+    ],
+)
 def test_lock_entries_refuses_what_is_not_a_pin(bad):
     with pytest.raises(ValueError):
         lock_entries(bad)
@@ -192,9 +226,12 @@ def test_differences_names_what_is_missing_extra_or_moved():
     assert differences(locked, installed) == [
         "numpy: locked 2.3.4, installed 2.4.0",
         "setuptools: locked 84.2.1, not installed",
-        "uv: installed 0.13.9, not in the lock"]
+        "uv: installed 0.13.9, not in the lock",
+    ]
     assert differences(locked, installed, extras=False) == [
-        "numpy: locked 2.3.4, installed 2.4.0", "setuptools: locked 84.2.1, not installed"]
+        "numpy: locked 2.3.4, installed 2.4.0",
+        "setuptools: locked 84.2.1, not installed",
+    ]
 
 
 def test_freeze_refuses_a_package_not_from_a_release():
@@ -203,6 +240,7 @@ def test_freeze_refuses_a_package_not_from_a_release():
 
 
 # ---- the lock itself ----
+
 
 def test_every_pin_has_hashes():
     entries = lock_entries(LOCK.read_text())
@@ -223,12 +261,16 @@ def test_pyproject_admits_every_locked_direct_dependency():
         assert name in locked, f"{req} (pyproject.toml) is not in requirements.lock: make lock"
         assert req.specifier.contains(Version(locked[name]), prereleases=True), (
             f"requirements.lock pins {name}=={locked[name]}, outside {req} (pyproject.toml): "
-            "make lock")
+            "make lock"
+        )
         for extra in req.extras:  # e.g. moto[s3]: the extra's packages are locked too
             deps = (Requirement(r) for r in _metadata_requires(name, locked[name]))
             for dep in deps:
-                if dep.marker and dep.marker.evaluate({**TARGET, "extra": extra}) \
-                        and not dep.marker.evaluate({**TARGET, "extra": ""}):
+                if (
+                    dep.marker
+                    and dep.marker.evaluate({**TARGET, "extra": extra})
+                    and not dep.marker.evaluate({**TARGET, "extra": ""})
+                ):
                     assert canonicalize_name(dep.name) in locked, f"{req}: {dep} not locked"
 
 
@@ -236,6 +278,7 @@ def _metadata_requires(name: str, version: str) -> list[str]:
     """Requires-Dist of the installed distribution `name`, when it is installed at `version`
     (else nothing to check against: the live test below reports the venv)."""
     from importlib import metadata
+
     try:
         dist = metadata.distribution(name)
     except metadata.PackageNotFoundError:
@@ -248,9 +291,17 @@ def test_the_lock_is_for_cpython_311_on_linux_x86_64():
     assert header[1].strip("# ") == "make lock", "write the lock with `make lock`"
     _, recipe = makefile_rule("lock")
     compile_line = " ".join(recipe)
-    for flag in ("uv pip compile", "pyproject.toml", "--extra dev", "--extra team",
-                 "--generate-hashes", "--python-version 3.11", "--python-platform",
-                 '--custom-compile-command "make lock"', "-o $(LOCK)"):
+    for flag in (
+        "uv pip compile",
+        "pyproject.toml",
+        "--extra dev",
+        "--extra team",
+        "--generate-hashes",
+        "--python-version 3.11",
+        "--python-platform",
+        '--custom-compile-command "make lock"',
+        "-o $(LOCK)",
+    ):
         assert flag in compile_line, flag
     assert "--extra gpu" not in compile_line
     assert "pip install --quiet uv" in compile_line  # uv into the venv when missing
@@ -258,15 +309,20 @@ def test_the_lock_is_for_cpython_311_on_linux_x86_64():
 
 # ---- who installs from it ----
 
+
 def test_make_setup_installs_the_lock_and_the_project_without_its_dependencies():
     prerequisites, recipe = makefile_rule("$(VENV)/.installed")
     assert set(prerequisites.split()) >= {"$(LOCK)", "pyproject.toml"}  # rebuilt on a change
     assert "LOCK := requirements.lock" in (ROOT / "Makefile").read_text()
-    installs = [line for line in recipe
-                if line.startswith("$(BIN)/python -m pip install") and "--upgrade pip" not in line]
+    installs = [
+        line
+        for line in recipe
+        if line.startswith("$(BIN)/python -m pip install") and "--upgrade pip" not in line
+    ]
     assert installs == [
         "$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)",
-        "$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e ."]
+        "$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .",
+    ]
     assert recipe[-1] == "touch $@"
     for target in ("setup", "run", "test", "test-fast"):
         assert "$(VENV)/.installed" in makefile_rule(target)[0]
@@ -307,6 +363,7 @@ def test_drift_workflow_installs_the_newest_versions_weekly():
 
 # ---- the venv this runs in ----
 
+
 def test_this_venv_holds_the_locked_versions():
     """After `make setup` (its stamp newer than the lock): every locked package at its locked
     version. Other packages a developer added (uv by `make lock`, say) are allowed here;
@@ -322,8 +379,10 @@ def test_this_venv_holds_the_locked_versions():
 
 # ---- the MLflow tag ----
 
+
 def test_lock_sha256_is_the_lock_files_hash_or_none(tmp_path, monkeypatch):
     from rnnpipe.core import tracking
+
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     assert tracking.lock_sha256() == "none"
     (tmp_path / "requirements.lock").write_bytes(b"numpy==2.3.4\n")
@@ -334,6 +393,7 @@ def test_the_train_run_is_tagged_with_the_lock(tmp_path, monkeypatch, copy_empty
     import mlflow
 
     from rnnpipe.core import tracking
+
     copy_empty_store(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))

@@ -31,6 +31,7 @@ NAME = "imdb-sentiment"  # imdb.promote.model_name in tests/params_tiny.yaml
 def project(tmp_path, monkeypatch):
     """A project folder with no tracking store and no models/ yet, as the current folder.
     `rnnpipe <project> serve` may not become the server here."""
+
     def execve(*args):
         raise AssertionError(f"serve started {args[1]}")
 
@@ -55,21 +56,26 @@ def cli_error(capsys, *argv: str) -> tuple[int, list[str]]:
     return rc, capsys.readouterr().err.splitlines()
 
 
-@pytest.mark.parametrize("argv", [["imdb", "predict", "good"], ["imdb", "serve"],
-                                  ["charlm", "generate", "--length", "5"]])
-def test_a_model_folder_without_mlmodel_is_refused_in_one_line(project, capsys, argv):
+@pytest.mark.parametrize(
+    "argv",
+    [["imdb", "predict", "good"], ["imdb", "serve"], ["charlm", "generate", "--length", "5"]],
+)
+def test_a_model_folder_without_mlmodel_names_the_stage_that_writes_it(project, capsys, argv):
     project_name = argv[0]
     (project / "models" / project_name / "pyfunc" / "code").mkdir(parents=True)
     rc, err = cli_error(capsys, *argv)
     assert rc == 1
-    assert err == [f"rnnpipe {' '.join(argv[:2])}: error: {project / 'models' / project_name}"
-                   f"/pyfunc has no MLmodel: it is not a whole MLflow model directory"]
+    assert err == [
+        f"rnnpipe {' '.join(argv[:2])}: error: {project / 'models' / project_name}"
+        f"/pyfunc has no MLmodel: it is not a whole MLflow model directory; "
+        f"`dvc repro {project_name}_evaluate` writes models/{project_name}/pyfunc"
+    ]
     # the same for a folder given
     given = project / "elsewhere"
     given.mkdir()
     rc, err = cli_error(capsys, *argv, "--model-uri", str(given))
     assert rc == 1 and len(err) == 1
-    assert "elsewhere has no MLmodel" in err[0]
+    assert "elsewhere has no MLmodel" in err[0] and f"dvc repro {project_name}_evaluate" in err[0]
     rc, err = cli_error(capsys, *argv, "--model-uri", str(project / "missing"))
     assert rc == 1 and len(err) == 1 and "missing: no such model directory" in err[0]
 
@@ -77,14 +83,15 @@ def test_a_model_folder_without_mlmodel_is_refused_in_one_line(project, capsys, 
 def test_no_champion_and_no_model_folder_names_what_to_run(project, capsys):
     rc, err = cli_error(capsys, "imdb", "predict", "good")
     assert rc == 1
-    assert err == [f"rnnpipe imdb predict: error: no model: {NAME!r} has no champion in "
-                   f"sqlite:///{project / 'mlflow.db'}, and there is no models/imdb/pyfunc; "
-                   "run `dvc repro imdb_register`, or give --model-uri"]
+    assert err == [
+        f"rnnpipe imdb predict: error: no model: {NAME!r} has no champion in "
+        f"sqlite:///{project / 'mlflow.db'}, and there is no models/imdb/pyfunc; "
+        "run `dvc pull` (or `dvc repro imdb_evaluate`), or give --model-uri"
+    ]
     assert not (project / "mlflow.db").exists()  # looking created no store
 
 
-def test_the_champion_first_then_the_model_folder(project, capsys, monkeypatch,
-                                                  copy_empty_store):
+def test_the_champion_first_then_the_model_folder(project, capsys, monkeypatch, copy_empty_store):
     store = copy_empty_store(project)
     folder = model_dir(project / "models" / "imdb" / "pyfunc")
     client = MlflowClient(tracking_uri=store, registry_uri=store)
@@ -95,12 +102,12 @@ def test_the_champion_first_then_the_model_folder(project, capsys, monkeypatch,
 
     # the champion's files, loaded without the registry
     assert local_model.choose("imdb", NAME, None, "serving") == str(project / "v2")
-    assert capsys.readouterr().err == (f"serving models:/{NAME}@champion (version 2 in "
-                                       f"{store})\n")
+    assert capsys.readouterr().err == (f"serving models:/{NAME}@champion (version 2 in {store})\n")
     client.delete_registered_model_alias(NAME, "champion")
     assert local_model.choose("imdb", NAME, None, "serving") == str(folder)
-    assert capsys.readouterr().err == (f"serving models/imdb/pyfunc (no champion of {NAME!r} "
-                                       f"in {store})\n")
+    assert capsys.readouterr().err == (
+        f"serving models/imdb/pyfunc (no champion of {NAME!r} in {store})\n"
+    )
     # a model given wins, a folder as its absolute path
     monkeypatch.chdir(folder.parent)
     assert local_model.choose("imdb", NAME, "pyfunc", "using") == str(folder)
@@ -114,21 +121,36 @@ def test_serve_runs_mlflow_on_the_model_folder(project, capsys, monkeypatch):
     monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((argv, env)))
     assert cli.main(["--params", str(TINY_PARAMS), "imdb", "serve", "--port", "5123"]) == 0
     [(argv, env)] = calls
-    assert argv[1:] == ["models", "serve", "-m", str(folder.resolve()), "--env-manager", "local",
-                        "-h", "127.0.0.1", "-p", "5123"]
+    assert argv[1:] == [
+        "models",
+        "serve",
+        "-m",
+        str(folder.resolve()),
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "5123",
+    ]
     assert env["PATH"].split(os.pathsep)[0] == str(BIN)  # uvicorn from the venv
-    assert capsys.readouterr().err == (f"serving models/imdb/pyfunc (no champion of {NAME!r} in "
-                                       f"sqlite:///{project / 'mlflow.db'})\n")
+    assert capsys.readouterr().err == (
+        f"serving models/imdb/pyfunc (no champion of {NAME!r} in "
+        f"sqlite:///{project / 'mlflow.db'})\n"
+    )
 
 
-def test_a_store_that_fails_is_an_error_not_no_champion(project, capsys, monkeypatch,
-                                                        copy_empty_store):
+def test_a_store_that_fails_is_an_error_not_no_champion(
+    project, capsys, monkeypatch, copy_empty_store
+):
     model_dir(project / "models" / "imdb" / "pyfunc")  # there to fall back on: not taken
     (project / "mlflow.db").write_bytes(b"this is not a database" * 100)
     rc, err = cli_error(capsys, "imdb", "serve")
     assert rc == 1 and len(err) == 1
-    assert err[0].startswith(f"rnnpipe imdb serve: error: cannot read the MLflow store "
-                             f"sqlite:///{project / 'mlflow.db'}: ")
+    assert err[0].startswith(
+        f"rnnpipe imdb serve: error: cannot read the MLflow store "
+        f"sqlite:///{project / 'mlflow.db'}: "
+    )
 
     copy_empty_store(project)
 
@@ -141,14 +163,18 @@ def test_a_store_that_fails_is_an_error_not_no_champion(project, capsys, monkeyp
 
 
 def test_mlflows_warnings_on_one_line():
-    mismatch = ("Detected one or more mismatches between the model's dependencies and the "
-                "current Python environment:\n - keras (current: 3.15.0, required: "
-                "keras==3.1.0)\n - nosuch (current: uninstalled, required: nosuch==1.0)\n"
-                "To fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)`")
+    mismatch = (
+        "Detected one or more mismatches between the model's dependencies and the "
+        "current Python environment:\n - keras (current: 3.15.0, required: "
+        "keras==3.1.0)\n - nosuch (current: uninstalled, required: nosuch==1.0)\n"
+        "To fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)`"
+    )
     line = local_model.warning_line(mismatch)
-    assert line.startswith("the model's requirements differ from the installed packages: "
-                           "keras (current: 3.15.0, required: keras==3.1.0); nosuch (current: "
-                           "uninstalled, required: nosuch==1.0); ")
+    assert line.startswith(
+        "the model's requirements differ from the installed packages: "
+        "keras (current: 3.15.0, required: keras==3.1.0); nosuch (current: "
+        "uninstalled, required: nosuch==1.0); "
+    )
     assert "\n" not in line
     assert local_model.warning_line("one\n  two") == "one two"
 
@@ -178,19 +204,24 @@ def echo_model(tmp_path, monkeypatch) -> Path:
     adds is gone after the test."""
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     (tmp_path / "echo.py").write_text(ECHO)
-    mlflow.pyfunc.save_model(str(tmp_path / "echo"), python_model=str(tmp_path / "echo.py"),
-                             pip_requirements=[])
+    mlflow.pyfunc.save_model(
+        str(tmp_path / "echo"), python_model=str(tmp_path / "echo.py"), pip_requirements=[]
+    )
     return tmp_path / "echo"
 
 
 def test_the_worker_answers_one_json_line_per_record(echo_model):
     out = io.StringIO()
-    request = {"model": str(echo_model), "tracking_uri": None,
-               "records": [{"text": "good"}, {"text": "très bien 😀"}]}
+    request = {
+        "model": str(echo_model),
+        "tracking_uri": None,
+        "records": [{"text": "good"}, {"text": "très bien 😀"}],
+    }
     assert local_model.answer_request(request, out) == 0
     assert [json.loads(line) for line in out.getvalue().splitlines()] == [
         {"answer": {"text": "good", "length": 4}},
-        {"answer": {"text": "très bien 😀", "length": 11}}]
+        {"answer": {"text": "très bien 😀", "length": 11}},
+    ]
     # a bad request: the model's message, on one line
     out = io.StringIO()
     assert local_model.answer_request(request | {"records": [{"text": ""}]}, out) == 1
@@ -268,13 +299,22 @@ def versions(tmp_path_factory) -> dict[str, Path]:
     words = copy / "rnnpipe" / "imdb" / "words.py"
     assert LOWER in words.read_text()
     words.write_text(words.read_text().replace(LOWER, ""))
-    env = without_coverage(os.environ) | {"TF_CPP_MIN_LOG_LEVEL": "2",
-                                          "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env = without_coverage(os.environ) | {
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
     env.pop("PYTHONPATH", None)
-    procs = {which: subprocess.Popen(
-        [sys.executable, "-c", SAVE, str(tmp / which)], cwd=tmp, text=True,
-        env=env | ({"PYTHONPATH": str(copy)} if which == "new" else {}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for which in ("old", "new")}
+    procs = {
+        which: subprocess.Popen(
+            [sys.executable, "-c", SAVE, str(tmp / which)],
+            cwd=tmp,
+            text=True,
+            env=env | ({"PYTHONPATH": str(copy)} if which == "new" else {}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for which in ("old", "new")
+    }
     saved_from = {}
     for which, proc in procs.items():
         out, err = proc.communicate(timeout=600)
@@ -296,10 +336,22 @@ def cli_env(tmp_path_factory) -> dict[str, str]:
     return warm(env)
 
 
-def offline(model: Path, reviews: list[str], env: dict, cwd: Path
-            ) -> subprocess.CompletedProcess:
-    return run([str(RNNPIPE), "--params", str(TINY_PARAMS), "imdb", "predict", "--model-uri",
-                str(model), *reviews], cwd, env, check=False)
+def offline(model: Path, reviews: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return run(
+        [
+            str(RNNPIPE),
+            "--params",
+            str(TINY_PARAMS),
+            "imdb",
+            "predict",
+            "--model-uri",
+            str(model),
+            *reviews,
+        ],
+        cwd,
+        env,
+        check=False,
+    )
 
 
 def answers(proc: subprocess.CompletedProcess) -> list[dict]:
@@ -322,7 +374,8 @@ def test_offline_answers_come_from_the_models_own_code_as_served(versions, cli_e
     new = answers(offline(versions["new"], REVIEWS, cli_env, tmp_path))
     # old: "good" weighs 4, "bad" -4, "film" 0 (the mean of the words through a sigmoid)
     assert [a["probability"] for a in old] == pytest.approx(
-        [sigmoid(2), sigmoid(2), sigmoid(-4 / 3)], abs=1e-6)
+        [sigmoid(2), sigmoid(2), sigmoid(-4 / 3)], abs=1e-6
+    )
     # new: "GOOD" and "Bad" are unknown words (weight 0), as its own code splits them,
     # although the command's process imported the working tree's tokenizer
     assert [a["probability"] for a in new] == pytest.approx([0.5, sigmoid(2), 0.5], abs=1e-6)
@@ -347,22 +400,23 @@ def test_a_bad_request_and_other_requirements(versions, cli_env, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(versions["old"], other)
     reqs = other / "requirements.txt"
-    lines = [("keras==3.0.1" if line.startswith("keras==") else line)
-             for line in reqs.read_text().splitlines()]
+    lines = [
+        ("keras==3.0.1" if line.startswith("keras==") else line)
+        for line in reqs.read_text().splitlines()
+    ]
     reqs.write_text("\n".join([*lines, "rnnpipe-no-such-package==1.0"]) + "\n")
     proc = offline(other, ["good film"], cli_env, tmp_path)
     assert answers(proc)[0]["probability"] == pytest.approx(sigmoid(2), abs=1e-6)
     warnings = [line for line in proc.stderr.splitlines() if "requirements differ" in line]
     assert len(warnings) == 1
-    assert warnings[0].startswith("warning: the model's requirements differ from the "
-                                  "installed packages: keras (current: ")
-    assert "required: keras==3.0.1); rnnpipe-no-such-package (current: uninstalled" in \
-        warnings[0]
+    assert warnings[0].startswith(
+        "warning: the model's requirements differ from the installed packages: keras (current: "
+    )
+    assert "required: keras==3.0.1); rnnpipe-no-such-package (current: uninstalled" in warnings[0]
 
 
 @pytest.mark.slow
-def test_the_working_trees_package_cannot_load_a_model_without_code(versions, cli_env,
-                                                                   tmp_path):
+def test_the_working_trees_package_cannot_load_a_model_without_code(versions, cli_env, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(versions["old"], bare)
     shutil.rmtree(bare / "code" / "rnnpipe")

@@ -52,78 +52,180 @@ def _set(*keys, value):
         for k in keys[:-1]:
             d = d.setdefault(k, {})
         d[keys[-1]] = value
+
     return edit
 
 
-@pytest.mark.parametrize("edit, key, allowed", [
-    (_set("imdb", "ingest", "valid_fracton", value=0.2), "imdb.ingest.valid_fracton",
-     "unknown key"),
-    (_set("colour", value="blue"), "colour", "unknown key"),
-    (_set("imdb", "ingest", "valid_fraction", value="a fifth"), "imdb.ingest.valid_fraction",
-     "valid number"),
-    (_set("imdb", "ingest", "include_unsup", value="perhaps"), "imdb.ingest.include_unsup",
-     "valid boolean"),
-    (_set("imdb", "ingest", "valid_fraction", value=-0.1), "imdb.ingest.valid_fraction",
-     "greater than 0"),
-    (_set("imdb", "ingest", "valid_fraction", value=1.5), "imdb.ingest.valid_fraction",
-     "less than 1"),
-    (_set("imdb", "train", "model", "cell", value="Attention"), "imdb.train.model.cell",
-     "'SimpleRNN', 'LSTM', 'GRU' or 'Transformer'"),
-    (_set("charlm", "download", "timeout_s", value=0), "charlm.download.timeout_s",
-     "greater than 0"),
-    (_set("seed", value=[1, 2]), "seed", "valid integer"),
-    (_set("imdb", "ingest", "group_by_movie", value="perhaps"), "imdb.ingest.group_by_movie",
-     "valid boolean"),
-    (_set("imdb", "check_raw", "max_test_duplicates", value=-1),
-     "imdb.check_raw.max_test_duplicates", "greater than or equal to 0"),
-    (_set("imdb", "evaluate", "threshold", value=1.0), "imdb.evaluate.threshold",
-     "less than 1"),
-    (_set("imdb", "promote", "metric", value=""), "imdb.promote.metric",
-     "at least 1 character"),
-    # the search: its budget, its space (checked against the model's schema)
-    (_set("imdb", "tune", "max_minutes", value=0), "imdb.tune.max_minutes", "greater than 0"),
-    (_set("charlm", "tune", "space", value={"units": []}), "charlm.tune",
-     "space.units: an empty list"),
-    (_set("imdb", "tune", "space", value={"units": [32, 0]}), "imdb",
-     "tune.space.units: 0 is refused: Input should be greater than or equal to 1"),
-    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Attention"]}), "imdb",
-     "tune.space.cell: 'Attention' is refused"),
-    # self-attention: heads divide the width, reviews fit the position table
-    (lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", units=8, heads=3),
-     "imdb.train.model", "heads (3) must divide units (8), the Transformer's width"),
-    (lambda raw: raw["charlm"]["train"]["model"].update(cell="Transformer", units=16, heads=5),
-     "charlm.train.model", "heads (5) must divide units (16)"),
-    (_set("imdb", "tune", "space", value={"cell": ["GRU", "Transformer"], "units": [8, 12],
-                                          "heads": [8]}), "imdb",
-     "tune.space.heads: 8 does not divide tune.space.units 12"),
-    (lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", max_positions=20),
-     "imdb", "train.model.max_positions (20) is shorter than encode.max_len (30)"),
-    (_set("imdb", "tune", "space", value={"cell": ["Transformer"], "max_positions": [64, 16]}),
-     "imdb", "tune.space.max_positions (16) is shorter than the reviews a trial reads (30"),
-    (_set("imdb", "compare", "attention", value={"max_positions": 29}), "imdb",
-     "compare.attention.max_positions (29) is shorter than encode.max_len (30)"),
-    (_set("charlm", "compare", "attention", value={"cell": "GRU"}), "charlm",
-     "compare.attention.cell: the attention row is a Transformer"),
-    (_set("charlm", "compare", "recurrent", value={"cell": "Transformer"}), "charlm",
-     "compare.recurrent.cell: the recurrent row takes a recurrent cell"),
-    (_set("imdb", "compare", "attention", value={"head": 2}), "imdb",
-     "compare.attention.head: not a key of imdb.train.model"),
-    (_set("imdb", "compare", "attention", value={"heads": 0}), "imdb",
-     "compare.attention.heads: 0 is refused"),
-    (_set("charlm", "compare", "max_minutes", value=0), "charlm.compare.max_minutes",
-     "greater than 0"),
-    (_set("charlm", "tune", "space", value={"unit": [8]}), "charlm",
-     "tune.space.unit: not a key of charlm.train.model"),
-    # the model keys have no defaults: params.yaml gives every one
-    (lambda raw: raw["imdb"]["train"]["model"].pop("pooling"), "imdb.train.model.pooling",
-     "Field required"),
-    (_set("imdb", "tune", "space", value={"pooling": ["max"], "embedding_dim": [8, 16],
-                                          "pretrained": [True]}), "imdb",
-     "tune.space.embedding_dim ([8, 16]) must be [embed.dim] ([8])"),
-    (lambda raw: raw["imdb"]["train"]["model"].update(pretrained=True, embedding_dim=16),
-     "imdb", "train.model.embedding_dim (16) must be embed.dim (8)"),
-
-])
+@pytest.mark.parametrize(
+    "edit, key, allowed",
+    [
+        (
+            _set("imdb", "ingest", "valid_fracton", value=0.2),
+            "imdb.ingest.valid_fracton",
+            "unknown key",
+        ),
+        (_set("colour", value="blue"), "colour", "unknown key"),
+        (
+            _set("imdb", "ingest", "valid_fraction", value="a fifth"),
+            "imdb.ingest.valid_fraction",
+            "valid number",
+        ),
+        (
+            _set("imdb", "ingest", "include_unsup", value="perhaps"),
+            "imdb.ingest.include_unsup",
+            "valid boolean",
+        ),
+        (
+            _set("imdb", "ingest", "valid_fraction", value=-0.1),
+            "imdb.ingest.valid_fraction",
+            "greater than 0",
+        ),
+        (
+            _set("imdb", "ingest", "valid_fraction", value=1.5),
+            "imdb.ingest.valid_fraction",
+            "less than 1",
+        ),
+        (
+            _set("imdb", "train", "model", "cell", value="Attention"),
+            "imdb.train.model.cell",
+            "'SimpleRNN', 'LSTM', 'GRU' or 'Transformer'",
+        ),
+        (
+            _set("charlm", "download", "timeout_s", value=0),
+            "charlm.download.timeout_s",
+            "greater than 0",
+        ),
+        (_set("seed", value=[1, 2]), "seed", "valid integer"),
+        (
+            _set("imdb", "ingest", "group_by_movie", value="perhaps"),
+            "imdb.ingest.group_by_movie",
+            "valid boolean",
+        ),
+        (
+            _set("imdb", "check_raw", "max_test_duplicates", value=-1),
+            "imdb.check_raw.max_test_duplicates",
+            "greater than or equal to 0",
+        ),
+        (
+            _set("imdb", "evaluate", "threshold", value=1.0),
+            "imdb.evaluate.threshold",
+            "less than 1",
+        ),
+        (
+            _set("imdb", "promote", "metric", value=""),
+            "imdb.promote.metric",
+            "at least 1 character",
+        ),
+        # the search: its budget, its space (checked against the model's schema)
+        (_set("imdb", "tune", "max_minutes", value=0), "imdb.tune.max_minutes", "greater than 0"),
+        (
+            _set("charlm", "tune", "space", value={"units": []}),
+            "charlm.tune",
+            "space.units: an empty list",
+        ),
+        (
+            _set("imdb", "tune", "space", value={"units": [32, 0]}),
+            "imdb",
+            "tune.space.units: 0 is refused: Input should be greater than or equal to 1",
+        ),
+        (
+            _set("imdb", "tune", "space", value={"cell": ["GRU", "Attention"]}),
+            "imdb",
+            "tune.space.cell: 'Attention' is refused",
+        ),
+        # self-attention: heads divide the width, reviews fit the position table
+        (
+            lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", units=8, heads=3),
+            "imdb.train.model",
+            "heads (3) must divide units (8), the Transformer's width",
+        ),
+        (
+            lambda raw: raw["charlm"]["train"]["model"].update(
+                cell="Transformer", units=16, heads=5
+            ),
+            "charlm.train.model",
+            "heads (5) must divide units (16)",
+        ),
+        (
+            _set(
+                "imdb",
+                "tune",
+                "space",
+                value={"cell": ["GRU", "Transformer"], "units": [8, 12], "heads": [8]},
+            ),
+            "imdb",
+            "tune.space.heads: 8 does not divide tune.space.units 12",
+        ),
+        (
+            lambda raw: raw["imdb"]["train"]["model"].update(cell="Transformer", max_positions=20),
+            "imdb",
+            "train.model.max_positions (20) is shorter than encode.max_len (30)",
+        ),
+        (
+            _set(
+                "imdb", "tune", "space", value={"cell": ["Transformer"], "max_positions": [64, 16]}
+            ),
+            "imdb",
+            "tune.space.max_positions (16) is shorter than the reviews a trial reads (30",
+        ),
+        (
+            _set("imdb", "compare", "attention", value={"max_positions": 29}),
+            "imdb",
+            "compare.attention.max_positions (29) is shorter than encode.max_len (30)",
+        ),
+        (
+            _set("charlm", "compare", "attention", value={"cell": "GRU"}),
+            "charlm",
+            "compare.attention.cell: the attention row is a Transformer",
+        ),
+        (
+            _set("charlm", "compare", "recurrent", value={"cell": "Transformer"}),
+            "charlm",
+            "compare.recurrent.cell: the recurrent row takes a recurrent cell",
+        ),
+        (
+            _set("imdb", "compare", "attention", value={"head": 2}),
+            "imdb",
+            "compare.attention.head: not a key of imdb.train.model",
+        ),
+        (
+            _set("imdb", "compare", "attention", value={"heads": 0}),
+            "imdb",
+            "compare.attention.heads: 0 is refused",
+        ),
+        (
+            _set("charlm", "compare", "max_minutes", value=0),
+            "charlm.compare.max_minutes",
+            "greater than 0",
+        ),
+        (
+            _set("charlm", "tune", "space", value={"unit": [8]}),
+            "charlm",
+            "tune.space.unit: not a key of charlm.train.model",
+        ),
+        # the model keys have no defaults: params.yaml gives every one
+        (
+            lambda raw: raw["imdb"]["train"]["model"].pop("pooling"),
+            "imdb.train.model.pooling",
+            "Field required",
+        ),
+        (
+            _set(
+                "imdb",
+                "tune",
+                "space",
+                value={"pooling": ["max"], "embedding_dim": [8, 16], "pretrained": [True]},
+            ),
+            "imdb",
+            "tune.space.embedding_dim ([8, 16]) must be [embed.dim] ([8])",
+        ),
+        (
+            lambda raw: raw["imdb"]["train"]["model"].update(pretrained=True, embedding_dim=16),
+            "imdb",
+            "train.model.embedding_dim (16) must be embed.dim (8)",
+        ),
+    ],
+)
 def test_bad_param_names_key_and_what_is_allowed(tmp_path, edit, key, allowed):
     path = write_params(tmp_path / "params.yaml", edit)
     with pytest.raises(PipelineError) as e:
@@ -149,8 +251,11 @@ def test_cross_field_rule(tmp_path):
 def test_text_checksums_must_be_sha256_hex(tmp_path):
     edit = _set("charlm", "ingest", "text_sha256", value=["6285069DCDD4"])
     path = write_params(tmp_path / "params.yaml", edit)
-    with pytest.raises(PipelineError, match=r"charlm\.ingest: .*text_sha256 entries must be 64 "
-                                            r"lowercase hex digits, got \['6285069DCDD4'\]"):
+    with pytest.raises(
+        PipelineError,
+        match=r"charlm\.ingest: .*text_sha256 entries must be 64 "
+        r"lowercase hex digits, got \['6285069DCDD4'\]",
+    ):
         load_params(path)
 
 
@@ -165,8 +270,9 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_cli_stops_on_bad_param_before_writing(tmp_path, capsys):
     """A stage with a bad param exits 1, names the key, and writes nothing."""
-    params = write_params(tmp_path / "params.yaml",
-                          _set("charlm", "ingest", "start_marker", value=42))
+    params = write_params(
+        tmp_path / "params.yaml", _set("charlm", "ingest", "start_marker", value=42)
+    )
     source = tmp_path / "novel.txt"
     source.write_text("THE MYSTERIOUS ISLAND\nbody\nEnd\n")
     out = tmp_path / "out" / "corpus.txt"
@@ -203,8 +309,10 @@ def test_trace_records_the_leaf_keys_read(fresh_read, tmp_path):
     params_module._write_trace(str(trace), "imdb ingest")
     params_module._write_trace(str(trace), "imdb vocab")  # appended, one line per stage
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert rows == [{"stage": s, "keys": ["charlm.promote", "imdb.ingest.valid_fraction",
-                                          "seed"]} for s in ("imdb ingest", "imdb vocab")]
+    assert rows == [
+        {"stage": s, "keys": ["charlm.promote", "imdb.ingest.valid_fraction", "seed"]}
+        for s in ("imdb ingest", "imdb vocab")
+    ]
 
 
 def test_no_trace_without_the_env_variable_or_a_stage(fresh_read, monkeypatch):
@@ -221,14 +329,34 @@ def test_a_stage_appends_the_keys_it_read_at_exit(tmp_path):
     source = tinydata.write_gutenberg(tmp_path / "novel.txt")
     env = {**os.environ, params_module.TRACE_ENV: str(trace)}
     for _ in range(2):
-        subprocess.run([sys.executable, "-m", "rnnpipe", "--params", str(TINY_PARAMS),
-                        "charlm", "ingest", str(source), str(tmp_path / "corpus.txt")],
-                       env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rnnpipe",
+                "--params",
+                str(TINY_PARAMS),
+                "charlm",
+                "ingest",
+                str(source),
+                str(tmp_path / "corpus.txt"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     assert len(rows) == 2 and rows[0] == rows[1]
-    assert rows[0] == {"stage": "charlm ingest", "keys": [
-        "charlm.ingest.end_markers", "charlm.ingest.header_markers", "charlm.ingest.start_marker",
-        "charlm.ingest.text_sha256"]}
+    assert rows[0] == {
+        "stage": "charlm ingest",
+        "keys": [
+            "charlm.ingest.end_markers",
+            "charlm.ingest.header_markers",
+            "charlm.ingest.start_marker",
+            "charlm.ingest.text_sha256",
+        ],
+    }
 
 
 def test_an_unknown_project_or_a_top_level_that_is_no_mapping(tmp_path):
@@ -245,8 +373,11 @@ def test_a_stage_checks_its_own_project_alone(tmp_path):
     stages' error; the top level is checked by every stage."""
     path = write_params(tmp_path / "params.yaml", _set("charlm", "ingest", "nope", value=1))
     assert load_params(path, "imdb").imdb.ingest.valid_fraction == 0.25
-    with pytest.raises(PipelineError, match=r"charlm\.ingest\.nope: unknown key .*"
-                                            r"src/rnnpipe/charlm/params\.py"):
+    with pytest.raises(
+        PipelineError,
+        match=r"charlm\.ingest\.nope: unknown key .*"
+        r"src/rnnpipe/charlm/params\.py",
+    ):
         load_params(path, "charlm")
     path = write_params(tmp_path / "params.yaml", _set("colour", value="blue"))
     with pytest.raises(PipelineError, match="  colour: unknown key"):

@@ -33,8 +33,12 @@ def test_download_and_ingest(tiny_pipeline):
     repo = tiny_pipeline.repo
     df = pd.read_parquet(repo / "data/interim/imdb/reviews.parquet")
     assert list(df.columns) == ["split", "id", "rating", "label", "movie", "text"]
-    assert df["split"].value_counts().to_dict() == {"test": 40, "train": 30, "valid": 10,
-                                                    "unsup": 10}
+    assert df["split"].value_counts().to_dict() == {
+        "test": 40,
+        "train": 30,
+        "valid": 10,
+        "unsup": 10,
+    }
     # valid takes whole movies: none of them has a review in train
     movies = {s: set(df.loc[df["split"] == s, "movie"]) for s in ("train", "valid")}
     assert movies["valid"] and not movies["train"] & movies["valid"]
@@ -47,8 +51,10 @@ def test_download_and_ingest(tiny_pipeline):
     # the gate's stamp names the data that passed, and nothing else
     stamp = read_json(repo, "data/interim/imdb/check_raw.json")
     parquet = (repo / "data/interim/imdb/reviews.parquet").read_bytes()
-    assert stamp == {"check": "imdb_raw",
-                     "passed": {"reviews.parquet": hashlib.sha256(parquet).hexdigest()}}
+    assert stamp == {
+        "check": "imdb_raw",
+        "passed": {"reviews.parquet": hashlib.sha256(parquet).hexdigest()},
+    }
 
 
 def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline, tmp_path):
@@ -68,8 +74,14 @@ def test_imdb_metrics_baseline_and_threshold_from_validation(tiny_pipeline, tmp_
     # dvc on a copy: the shared repo is only read, by tests that may run at the same time
     copy, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
     shown = run([str(DVC), "metrics", "show"], copy, env).stdout
-    for path in ("imdb/metrics.json", "imdb/baseline.json", "imdb/tuning.json", "imdb/embed.json",
-                 "charlm/metrics.json", "quality/imdb_raw.json"):
+    for path in (
+        "imdb/metrics.json",
+        "imdb/baseline.json",
+        "imdb/tuning.json",
+        "imdb/embed.json",
+        "charlm/metrics.json",
+        "quality/imdb_raw.json",
+    ):
         assert f"reports/{path}" in shown
 
 
@@ -116,8 +128,9 @@ def test_train_uses_the_searchs_answer(tiny_pipeline, project):
     (run,) = client.search_runs([experiment.experiment_id], f"tags.stage = '{project}_train'")
     assert {k: run.data.params[f"model.{k}"] for k in best} == {k: str(v) for k, v in best.items()}
     (parent,) = client.search_runs([experiment.experiment_id], "tags.stage = 'tune'")
-    children = client.search_runs([experiment.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert len(children) == len(trials)
     assert all("epochs" in c.data.metrics and "val_loss" in c.data.metrics for c in children)
 
@@ -151,16 +164,22 @@ def test_registered_models_take_raw_input(tiny_pipeline):
         assert decision["decision"] == "champion" and decision["version"] == 1
         assert decision["metric"].startswith("valid.")
     model = mlflow.pyfunc.load_model("models:/imdb-sentiment@champion")
-    reviews = ["Wonderful, brilliant, I loved it!<br /><br />Best film.",
-               "Awful. Boring and stupid; the worst waste of time."]
+    reviews = [
+        "Wonderful, brilliant, I loved it!<br /><br />Best film.",
+        "Awful. Boring and stupid; the worst waste of time.",
+    ]
     out = model.predict(pd.DataFrame({"text": reviews}))
     assert list(out.columns) == ["probability", "label"]
     assert list(out["label"]) == [1, 0]
     lm = mlflow.pyfunc.load_model("models:/mysterious-island-charlm@champion")
-    out = lm.predict(pd.DataFrame([
-        {"prompt": "The island", "length": 30, "temperature": 0.5, "seed": 1},
-        {"prompt": "Zebra ~", "length": 10, "temperature": 1.5, "seed": 2},
-    ]))
+    out = lm.predict(
+        pd.DataFrame(
+            [
+                {"prompt": "The island", "length": 30, "temperature": 0.5, "seed": 1},
+                {"prompt": "Zebra ~", "length": 10, "temperature": 1.5, "seed": 2},
+            ]
+        )
+    )
     assert out["text"][0].startswith("The island") and len(out["text"][0]) == 40
     assert out["text"][1].startswith("Zebra ~") and len(out["text"][1]) == 17
 
@@ -175,15 +194,29 @@ def test_offline_scoring_takes_any_number_of_reviews(tiny_pipeline, monkeypatch)
     assert (out["probability"][::2].to_numpy() == out["probability"][0]).all()
     assert list(out["label"][:2]) == [1, 0]
     lm = mlflow.pyfunc.load_model("models:/mysterious-island-charlm@champion")
-    rows = [{"prompt": "The island", "length": 3, "temperature": 1.0, "seed": i}
-            for i in range(100)]  # over the server's 64 rows
+    rows = [
+        {"prompt": "The island", "length": 3, "temperature": 1.0, "seed": i} for i in range(100)
+    ]  # over the server's 64 rows
     assert len(lm.predict(pd.DataFrame(rows))) == 100
 
 
 def test_generate_from_the_saved_model(tiny_pipeline):
     repo, env = tiny_pipeline.repo, tiny_pipeline.env
-    cmd = [str(RNNPIPE), "charlm", "generate", "--prompt", "The island", "--length",
-           "40", "--temperature", "0.8", "--seed", "3", "--model", "models/charlm/model.keras"]
+    cmd = [
+        str(RNNPIPE),
+        "charlm",
+        "generate",
+        "--prompt",
+        "The island",
+        "--length",
+        "40",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+        "--model",
+        "models/charlm/model.keras",
+    ]
     first = run(cmd, repo, env).stdout
     assert first.startswith("The island") and len(first.rstrip("\n")) == len("The island") + 40
     assert run(cmd, repo, env).stdout == first
@@ -213,15 +246,22 @@ def test_compare_reports_both_rows_with_the_same_budget(tiny_pipeline):
     charlm = read_json(repo, "reports/charlm/compare.json")
     for row in charlm.values():
         # both learn the tiny novel: below a uniform and a unigram guess on held-out text
-        assert row["test_loss"] < unigram_loss(train, test, vocab["size"]) < math.log(
-            vocab["size"])
+        assert row["test_loss"] < unigram_loss(train, test, vocab["size"]) < math.log(vocab["size"])
         assert row["test_bits_per_char"] == pytest.approx(row["test_loss"] / math.log(2))
         assert row["chars_per_second"] > 0
     # the recurrent row is the tuned model retrained with the same seed: the train stage's
     # model with train's own budget is another run, which the comparison did not touch
     assert "charlm_train" in tiny_pipeline.log and "imdb_compare" in tiny_pipeline.log
     runs = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").search_runs(
-        [mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_experiment_by_name(
-            "rnnpipe-charlm").experiment_id], "tags.stage = 'charlm_compare'")
+        [
+            mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+            .get_experiment_by_name("rnnpipe-charlm")
+            .experiment_id
+        ],
+        "tags.stage = 'charlm_compare'",
+    )
     assert sorted(r.data.tags.get("row", "parent") for r in runs) == [
-        "attention", "parent", "recurrent"]
+        "attention",
+        "parent",
+        "recurrent",
+    ]

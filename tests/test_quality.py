@@ -65,8 +65,9 @@ def reviews(tmp_path_factory):
 
 
 def check_reviews(df, tmp_path, data_docs=False, raw=RAW):
-    table = runner.Table("reviews", imdb.raw_table(df), imdb.raw_suite(raw, False),
-                         ("split", "label", "id"))
+    table = runner.Table(
+        "reviews", imdb.raw_table(df), imdb.raw_suite(raw, False), ("split", "label", "id")
+    )
     return runner.validate("imdb_raw", [table], tmp_path / "imdb_raw.json", data_docs=data_docs)
 
 
@@ -138,7 +139,8 @@ def test_unbalanced_split(reviews, tmp_path):
     msg, report = failing(check_reviews, df, tmp_path)
     assert failed_descriptions(report) == {
         "train: share of positive reviews within 0.5 ± 0.02",
-        "valid: share of positive reviews within 0.5 ± 0.02"}
+        "valid: share of positive reviews within 0.5 ± 0.02",
+    }
     assert "expect_column_mean_to_be_between" in msg and "observed 0.3" in msg
 
 
@@ -171,15 +173,25 @@ def test_movie_in_both_train_and_valid(reviews, tmp_path):
 
 
 def test_raw_table_flags_movies_in_train_and_valid_only():
-    df = pd.DataFrame({
-        "split": ["train", "train", "valid", "valid", "test", "train", "valid"],
-        "label": [1, 0, 1, 0, 1, 1, 1],
-        "movie": ["tt1", "tt2", "tt1", "tt3", "tt3", "", ""],
-        "text": ["a", "b", "c", "d", "b", "e", "f"]})
+    df = pd.DataFrame(
+        {
+            "split": ["train", "train", "valid", "valid", "test", "train", "valid"],
+            "label": [1, 0, 1, 0, 1, 1, 1],
+            "movie": ["tt1", "tt2", "tt1", "tt3", "tt3", "", ""],
+            "text": ["a", "b", "c", "d", "b", "e", "f"],
+        }
+    )
     table = imdb.raw_table(df)
     # tt1: in both; tt3: in valid and test, not train; "": unknown movie, never flagged
-    assert table["movie_in_train_and_valid"].tolist() == [True, False, True, False, False,
-                                                          False, False]
+    assert table["movie_in_train_and_valid"].tolist() == [
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
     # the test review "b" repeats a training review's text
     assert table.loc[table.split == "test", "text_in_train"].tolist() == [1]
     assert imdb.raw_table(df.drop(columns="movie"))["movie_in_train_and_valid"].eq(False).all()
@@ -195,8 +207,7 @@ def test_test_reviews_repeating_training_texts(reviews, tmp_path):
     assert check_reviews(df, tmp_path, raw=raw)["success"]  # 2: allowed
     df.loc[test[2], "text"] = df.loc[training[5], "text"]
     msg, report = failing(lambda df, path: check_reviews(df, path, raw=raw), df, tmp_path)
-    assert failed_descriptions(report) == {
-        "at most 2 test reviews repeat a training review's text"}
+    assert failed_descriptions(report) == {"at most 2 test reviews repeat a training review's text"}
     assert "observed 3; expected max_value=2" in msg
 
 
@@ -225,8 +236,9 @@ def test_imdb_raw_with_unlabelled_reviews(tmp_path):
 
 
 def check_corpus(text, tmp_path):
-    table = runner.Table("corpus", charlm.raw_table(text), charlm.raw_suite(CHAR_RAW),
-                         ("licence_line",))
+    table = runner.Table(
+        "corpus", charlm.raw_table(text), charlm.raw_suite(CHAR_RAW), ("licence_line",)
+    )
     return runner.validate("charlm_raw", [table], tmp_path / "charlm_raw.json", data_docs=False)
 
 
@@ -251,15 +263,18 @@ def test_corpus_with_licence_header_left_in(tmp_path):
     msg, report = failing(check_corpus, text, tmp_path)
     assert failed_descriptions(report) == {
         "no licence header or footer left: 'Project Gutenberg' never occurs",
-        "the first line is the title 'THE MYSTERIOUS ISLAND'"}
+        "the first line is the title 'THE MYSTERIOUS ISLAND'",
+    }
     assert "licence_line='The Project Gutenberg EBook" in msg
 
 
 def test_corpus_too_short_and_too_many_characters(tmp_path):
     text = corpus()[:5000] + "".join(chr(0x400 + i) for i in range(120))
     _, report = failing(check_corpus, text, tmp_path)
-    assert failed_descriptions(report) == {"the corpus has 10000..40000 characters",
-                                           "at most 100 distinct characters"}
+    assert failed_descriptions(report) == {
+        "the corpus has 10000..40000 characters",
+        "at most 100 distinct characters",
+    }
 
 
 # ------------------------------------------------------------------ IMDb encoded
@@ -273,17 +288,23 @@ def imdb_parts(seed=0):
         ids = np.zeros((n, MAX_LEN), np.int32)
         for i, k in enumerate(lengths):
             ids[i, :k] = rng.integers(2, VOCAB, size=k)  # no pad (0), no OOV (1)
-        parts[split] = {"ids": ids, "lengths": lengths,
-                        "labels": np.array([0, 1] * (n // 2), np.int8)}
+        parts[split] = {
+            "ids": ids,
+            "lengths": lengths,
+            "labels": np.array([0, 1] * (n // 2), np.int8),
+        }
     return parts
 
 
 def check_encoded(parts, tmp_path):
     table = imdb.encoded_table(parts, pad_id=0, oov_id=1)
     suite = imdb.encoded_suite(ImdbCheckEncodedParams(max_oov_rate=0.05), VOCAB, MAX_LEN)
-    return runner.validate("imdb_encoded", [runner.Table("sequences", table, suite,
-                                                         ("split", "row"))],
-                           tmp_path / "imdb_encoded.json", data_docs=False)
+    return runner.validate(
+        "imdb_encoded",
+        [runner.Table("sequences", table, suite, ("split", "row"))],
+        tmp_path / "imdb_encoded.json",
+        data_docs=False,
+    )
 
 
 def test_imdb_encoded_passes_on_good_arrays(tmp_path):
@@ -294,8 +315,7 @@ def test_imdb_id_out_of_vocabulary(tmp_path):
     parts = imdb_parts()
     parts["test"]["ids"][2, 0] = VOCAB
     msg, report = failing(check_encoded, parts, tmp_path)
-    assert failed_descriptions(report) == {
-        "every token id is below the vocabulary size 50"}
+    assert failed_descriptions(report) == {"every token id is below the vocabulary size 50"}
     assert "split='test', row=2" in msg
 
 
@@ -305,8 +325,10 @@ def test_imdb_all_padding_and_oov(tmp_path):
     parts["valid"]["lengths"][1] = 0
     parts["test"]["ids"][:, 0] = 1  # one OOV token in every test review: far above 5 %
     _, report = failing(check_encoded, parts, tmp_path)
-    assert failed_descriptions(report) == {"no sequence is all padding",
-                                           "test: out-of-vocabulary rate at most 0.05"}
+    assert failed_descriptions(report) == {
+        "no sequence is all padding",
+        "test: out-of-vocabulary rate at most 0.05",
+    }
 
 
 # ------------------------------------------------------------------ charlm encoded
@@ -315,16 +337,22 @@ def test_imdb_all_padding_and_oov(tmp_path):
 def char_parts(n=1000, seed=0):
     ids = np.random.default_rng(seed).integers(0, 30, size=n).astype(np.int32)
     a, b = int(n * 0.9), int(n * 0.95)
-    return {"train": {"ids": ids[:a], "start": np.int64(0)},
-            "valid": {"ids": ids[a:b], "start": np.int64(a)},
-            "test": {"ids": ids[b:], "start": np.int64(b)}}
+    return {
+        "train": {"ids": ids[:a], "start": np.int64(0)},
+        "valid": {"ids": ids[a:b], "start": np.int64(a)},
+        "test": {"ids": ids[b:], "start": np.int64(b)},
+    }
 
 
 def check_chars(parts, tmp_path):
     table = charlm.encoded_table(parts, FRACTIONS)
     suite = charlm.encoded_suite(CharlmCheckEncodedParams(), FRACTIONS, vocab_size=30)
-    return runner.validate("charlm_encoded", [runner.Table("parts", table, suite, ("part",))],
-                           tmp_path / "charlm_encoded.json", data_docs=False)
+    return runner.validate(
+        "charlm_encoded",
+        [runner.Table("parts", table, suite, ("part",))],
+        tmp_path / "charlm_encoded.json",
+        data_docs=False,
+    )
 
 
 def test_charlm_encoded_passes_on_good_parts(tmp_path):
@@ -336,8 +364,10 @@ def test_truncated_held_out_part(tmp_path):
     parts = char_parts()
     parts["test"]["ids"] = parts["test"]["ids"][:20]
     msg, report = failing(check_chars, parts, tmp_path)
-    assert "part sizes match the split fractions (train 0.9, valid 0.05, test 0.05) within ±1 " \
-           "chars" in failed_descriptions(report)
+    assert (
+        "part sizes match the split fractions (train 0.9, valid 0.05, test 0.05) within ±1 "
+        "chars" in failed_descriptions(report)
+    )
     assert "part='test'" in msg
 
 
@@ -346,15 +376,15 @@ def test_held_out_part_overlapping_train(tmp_path):
     parts["valid"]["start"] = np.int64(850)
     _, report = failing(check_chars, parts, tmp_path)
     assert failed_descriptions(report) == {
-        "each part starts where the one before it ends (train at 0)"}
+        "each part starts where the one before it ends (train at 0)"
+    }
 
 
 def test_char_id_out_of_vocabulary(tmp_path):
     parts = char_parts()
     parts["valid"]["ids"][3] = 30
     _, report = failing(check_chars, parts, tmp_path)
-    assert failed_descriptions(report) == {
-        "every character id is within the vocabulary (30 ids)"}
+    assert failed_descriptions(report) == {"every character id is within the vocabulary (30 ids)"}
 
 
 # ------------------------------------------------------------------ the command line
@@ -378,8 +408,10 @@ def test_cli_check_raw_exit_code_stderr_and_stamp(reviews, tmp_path, capsys):
     stamp = tmp_path / "interim" / "check_raw.json"
     assert cli.main([*args, str(good), str(report), str(stamp)]) == 0
     # the stamp names what passed, by content: the next stages depend on it
-    assert json.loads(stamp.read_text()) == {"check": "imdb_raw",
-                                             "passed": {"good.parquet": sha256(good)}}
+    assert json.loads(stamp.read_text()) == {
+        "check": "imdb_raw",
+        "passed": {"good.parquet": sha256(good)},
+    }
     stamp.unlink()
     assert cli.main([*args, str(bad), str(report), str(stamp)]) == 1
     err = capsys.readouterr().err
@@ -410,16 +442,28 @@ def test_cli_check_encoded_writes_its_stamp(tmp_path):
     processed = tmp_path / "processed"
     processed.mkdir()
     Vocabulary("word", ("<pad>", "<oov>", *[f"w{i}" for i in range(VOCAB - 2)]), 0, 1).save(
-        processed / "vocab.json")
+        processed / "vocab.json"
+    )
     for split, arrays in imdb_parts().items():
         np.savez(processed / f"{split}.npz", **arrays)
     stamp = processed / "check_encoded.json"
-    rc = cli.main(["--params", str(TINY_PARAMS), "imdb", "check_encoded", str(processed),
-                   str(tmp_path / "q" / "imdb_encoded.json"), str(stamp)])
+    rc = cli.main(
+        [
+            "--params",
+            str(TINY_PARAMS),
+            "imdb",
+            "check_encoded",
+            str(processed),
+            str(tmp_path / "q" / "imdb_encoded.json"),
+            str(stamp),
+        ]
+    )
     assert rc == 0
     files = ["vocab.json", "train.npz", "valid.npz", "test.npz"]
     assert json.loads(stamp.read_text()) == {
-        "check": "imdb_encoded", "passed": {f: sha256(processed / f) for f in files}}
+        "check": "imdb_encoded",
+        "passed": {f: sha256(processed / f) for f in files},
+    }
 
 
 def test_stamp_changes_with_the_data_alone(tmp_path):

@@ -14,8 +14,11 @@ def gate_runs(repo, project: str, stage: str) -> list:
     """The runs of a gate in the repo's MLflow store, newest first."""
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(f"rnnpipe-{project}")
-    return client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'",
-                              order_by=["attributes.start_time DESC"])
+    return client.search_runs(
+        [experiment.experiment_id],
+        f"tags.stage = '{stage}'",
+        order_by=["attributes.start_time DESC"],
+    )
 
 
 @pytest.mark.slow
@@ -29,8 +32,7 @@ def test_repro_stops_at_check_raw_on_a_blank_review(tiny_pipeline, tmp_path):
     env["RNNPIPE_DATA_MIRROR"] = str(mirror)
     model = (repo / "models/imdb/model.keras").read_bytes()
 
-    proc = run([str(DVC), "repro", "-f", "imdb_download", "imdb_train"], repo, env,
-               check=False)
+    proc = run([str(DVC), "repro", "-f", "imdb_download", "imdb_train"], repo, env, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "data quality check imdb_raw failed" in out
@@ -61,8 +63,11 @@ def test_every_gate_passed_on_good_tiny_data(tiny_pipeline):
         stamp = json.loads((repo / f"data/{folder}/{project}/check_{kind}.json").read_text())
         (gate,) = gate_runs(repo, project, f"{project}_check_{kind}")
         assert gate.info.status == "FINISHED" and gate.data.tags["quality.passed"] == "true"
-        assert {k.removeprefix("data_sha256."): v for k, v in gate.data.tags.items()
-                if k.startswith("data_sha256.")} == stamp["passed"]
+        assert {
+            k.removeprefix("data_sha256."): v
+            for k, v in gate.data.tags.items()
+            if k.startswith("data_sha256.")
+        } == stamp["passed"]
         assert gate.data.metrics["evaluated"] == report["evaluated"]
     # one Data Docs site lists every check
     index = (repo / "reports/quality/docs/index.html").read_text()

@@ -17,12 +17,13 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.tracking import MlflowClient
 
-from rnnpipe.core import registry, tracking
+from rnnpipe.core import packaging, registry, tracking
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import PromoteParams
 from rnnpipe.core.vocab import Vocabulary
+from tests import tinydata
 
-PYFUNC = '''
+PYFUNC = """
 import mlflow
 
 
@@ -32,7 +33,7 @@ class Constant(mlflow.pyfunc.PythonModel):
 
 
 mlflow.models.set_model(Constant())
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +47,17 @@ def store(tmp_path_factory):
     mlflow.set_tracking_uri(uri)
     (tmp / "constant.py").write_text(PYFUNC)
     # artifacts in tmp, not ./mlruns of the current folder
-    for experiment in ("rnnpipe-test", tracking.experiment_name("imdb"),
-                       tracking.experiment_name("charlm")):
+    for experiment in (
+        "rnnpipe-test",
+        tracking.experiment_name("imdb"),
+        tracking.experiment_name("charlm"),
+    ):
         mlflow.create_experiment(experiment, artifact_location=(tmp / "artifacts").as_uri())
     mlflow.set_experiment("rnnpipe-test")
     with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(tmp / "constant.py"),
-                                       pip_requirements=[])
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(tmp / "constant.py"), pip_requirements=[]
+        )
     yield tmp, info.model_uri
     mlflow.set_tracking_uri(None)
     if old is None:
@@ -154,10 +159,10 @@ def test_promoting_the_same_version_twice_keeps_it_champion(store, name):
 def test_unchanged_basis_compares_the_recorded_numbers_without_scoring_again(store, name):
     client = MlflowClient()
     b = basis(threshold="best-valid-accuracy")
-    registry.promote(client, name, new_version(store, name), "accuracy", 0.8, True, b,
-                     never_called)
-    d = registry.promote(client, name, new_version(store, name), "accuracy", 0.82, True, dict(b),
-                         never_called)
+    registry.promote(client, name, new_version(store, name), "accuracy", 0.8, True, b, never_called)
+    d = registry.promote(
+        client, name, new_version(store, name), "accuracy", 0.82, True, dict(b), never_called
+    )
     assert d["decision"] == "champion" and d["compared_on"] == "same-basis"
     assert d["champion_basis"] == d["challenger_basis"] == b
     assert d["champion_metric"] == 0.8 and d["champion_scoring"] is None
@@ -166,10 +171,12 @@ def test_unchanged_basis_compares_the_recorded_numbers_without_scoring_again(sto
 
 def scored(value, calls=None):
     """A scorer that says the champion scores `value` (and notes what it was given)."""
+
     def score(artifacts):
         if calls is not None:
             calls.append(artifacts)
         return value, {"vocabulary": "same"}
+
     return score
 
 
@@ -178,26 +185,51 @@ def test_champion_on_another_basis_is_scored_on_the_challengers_data(store, name
     version registered before bases existed): the champion's recorded number does not count;
     it is scored again on the challenger's data, and its run's metrics never count."""
     client = MlflowClient()
-    registry.promote(client, name, new_version(store, name), "accuracy", 0.9, True,
-                     basis("a", threshold="best-valid-accuracy"))
+    registry.promote(
+        client,
+        name,
+        new_version(store, name),
+        "accuracy",
+        0.9,
+        True,
+        basis("a", threshold="best-valid-accuracy"),
+    )
     calls = []
     # recorded 0.9 on set a would keep it; on set b it scores 0.7
-    d = registry.promote(client, name, new_version(store, name), "accuracy", 0.85, True,
-                         basis("b", threshold="best-valid-accuracy"), scored(0.7, calls))
+    d = registry.promote(
+        client,
+        name,
+        new_version(store, name),
+        "accuracy",
+        0.85,
+        True,
+        basis("b", threshold="best-valid-accuracy"),
+        scored(0.7, calls),
+    )
     assert len(calls) == 1 and calls[0] == {}  # the constant pyfunc has no artifacts
     assert d["decision"] == "champion" and d["compared_on"] == "challenger-data"
     assert d["champion_metric"] == 0.7 and d["champion_scoring"] == {"vocabulary": "same"}
     assert d["champion_basis"]["valid_data_sha256"] == "a" * 64
     assert d["challenger_basis"]["valid_data_sha256"] == "b" * 64
-    assert d["reason"] == ("valid accuracy 0.85 beats champion 1's 0.7, both on the "
-                           "challenger's validation data (sha256 bbbbbbbbbbbb); the champion's "
-                           "record is on another basis (validation data sha256 aaaaaaaaaaaa)")
+    assert d["reason"] == (
+        "valid accuracy 0.85 beats champion 1's 0.7, both on the "
+        "challenger's validation data (sha256 bbbbbbbbbbbb); the champion's "
+        "record is on another basis (validation data sha256 aaaaaaaaaaaa)"
+    )
     tags = client.get_model_version(name, "2").tags
     assert tags["compared_on"] == "challenger-data" and tags["champion_metric"] == "0.7"
 
     # the same data, another threshold policy
-    d = registry.promote(client, name, new_version(store, name), "accuracy", 0.8, True,
-                         basis("b", threshold="fixed:0.5"), scored(0.81, calls))
+    d = registry.promote(
+        client,
+        name,
+        new_version(store, name),
+        "accuracy",
+        0.8,
+        True,
+        basis("b", threshold="fixed:0.5"),
+        scored(0.81, calls),
+    )
     assert len(calls) == 2 and d["compared_on"] == "challenger-data"
     assert d["decision"] == "candidate" and d["champion_metric"] == 0.81
 
@@ -207,8 +239,16 @@ def test_champion_on_another_basis_is_scored_on_the_challengers_data(store, name
     old = new_version(store, name2, valid_accuracy=0.9, test_accuracy=0.5)
     client.set_model_version_tag(name2, old.version, "valid_accuracy", "0.9")
     client.set_registered_model_alias(name2, "champion", old.version)
-    d = registry.promote(client, name2, new_version(store, name2, test_accuracy=0.99),
-                         "accuracy", 0.85, True, B, scored(0.8))
+    d = registry.promote(
+        client,
+        name2,
+        new_version(store, name2, test_accuracy=0.99),
+        "accuracy",
+        0.85,
+        True,
+        B,
+        scored(0.8),
+    )
     assert d["decision"] == "champion" and d["champion_metric"] == 0.8
     assert d["champion_basis"] is None and d["compared_on"] == "challenger-data"
     assert "validation data sha256 none recorded" in d["reason"]
@@ -218,17 +258,17 @@ def broken(artifacts):
     raise PipelineError("cannot load the champion's model.keras")
 
 
-def test_a_champion_that_cannot_be_scored_stops_the_stage_unless_forced(store, name,
-                                                                          monkeypatch):
+def test_a_champion_that_cannot_be_scored_stops_the_stage_unless_forced(store, name, monkeypatch):
     client = MlflowClient()
     monkeypatch.delenv(registry.FORCE_ENV, raising=False)
     registry.promote(client, name, new_version(store, name), "accuracy", 0.9, True, B)
     challenger = new_version(store, name)
-    for scorer, why in ((broken, "cannot load the champion's model.keras"),
-                        (None, "no scorer given")):
+    for scorer, why in (
+        (broken, "cannot load the champion's model.keras"),
+        (None, "no scorer given"),
+    ):
         with pytest.raises(PipelineError) as e:
-            registry.promote(client, name, challenger, "accuracy", 0.95, True, basis("b"),
-                             scorer)
+            registry.promote(client, name, challenger, "accuracy", 0.95, True, basis("b"), scorer)
         message = str(e.value)
         # both data hashes, why, and how to decide anyway
         assert "a" * 64 in message and "b" * 64 in message and why in message
@@ -240,8 +280,7 @@ def test_a_champion_that_cannot_be_scored_stops_the_stage_unless_forced(store, n
     d = registry.promote(client, name, challenger, "accuracy", 0.95, True, basis("b"), broken)
     assert d["decision"] == "candidate" and d["forced"] == "keep"
     assert d["compared_on"] == "forced" and champion_version(name) == 1
-    assert d["reason"].startswith("forced by RNNPIPE_PROMOTE=keep: champion 1 could not be "
-                                  "scored")
+    assert d["reason"].startswith("forced by RNNPIPE_PROMOTE=keep: champion 1 could not be scored")
     monkeypatch.setenv(registry.FORCE_ENV, "challenger")
     d = registry.promote(client, name, challenger, "accuracy", 0.95, True, basis("b"), broken)
     assert d["decision"] == "champion" and d["forced"] == "challenger"
@@ -261,9 +300,12 @@ def test_no_alias_is_no_champion_any_other_mlflow_error_is_an_error(store, name,
     with pytest.raises(MlflowException) as e:
         client.get_model_version_by_alias(name, "champion")
     assert e.value.error_code == "INVALID_PARAMETER_VALUE"  # the measured error
-    for code, text in ((INTERNAL_ERROR, "INTERNAL_ERROR: database is locked; alias lookup"),
-                       (TEMPORARILY_UNAVAILABLE, "503 Service Unavailable (alias)"),
-                       (INVALID_PARAMETER_VALUE, "alias name 'champion!' is invalid")):
+    for code, text in (
+        (INTERNAL_ERROR, "INTERNAL_ERROR: database is locked; alias lookup"),
+        (TEMPORARILY_UNAVAILABLE, "503 Service Unavailable (alias)"),
+        (INVALID_PARAMETER_VALUE, "alias name 'champion!' is invalid"),
+    ):
+
         def fail(self, model, alias, code=code, text=text):
             raise MlflowException(text, error_code=code)
 
@@ -286,9 +328,9 @@ def test_translate_ids_carries_tokens_over_to_the_champions_vocabulary():
     same, summary = registry.translate_ids(ids, ours, ours, real)
     assert same is ids and summary == {"vocabulary": "same"}
     chars = Vocabulary("char", ("<unk>", "a", "b"), None, 0)
-    assert registry.translate_ids(np.array([1, 2, 0]), chars,
-                                  Vocabulary("char", ("<unk>", "b", "c"), None, 0)
-                                  )[0].tolist() == [0, 1, 0]
+    assert registry.translate_ids(
+        np.array([1, 2, 0]), chars, Vocabulary("char", ("<unk>", "b", "c"), None, 0)
+    )[0].tolist() == [0, 1, 0]
     with pytest.raises(PipelineError, match="char vocabulary"):
         registry.translate_ids(ids, ours, chars)
 
@@ -324,25 +366,33 @@ def test_metric_value():
 # ------------------------------------------------------------------ the register stage
 
 
-def trained_model(store, tmp: Path, seed: str) -> Path:
+def trained_model(store, tmp: Path, seed: str, tags: dict | None = None) -> Path:
     """What train and evaluate leave: a model file, and its train run in the project's
-    experiment (tagged with the file's hash) holding a logged model."""
+    experiment (tagged with the file's hash) holding a logged model (with `tags`)."""
     path = tmp / f"model-{seed}.keras"
     path.write_text(f"not really a model {seed}")
     tracking.setup("imdb")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     with mlflow.start_run(tags={tracking.MODEL_TAG: sha}):
-        mlflow.pyfunc.log_model(name="model", python_model=str(store[0] / "constant.py"),
-                                pip_requirements=[])
+        mlflow.pyfunc.log_model(
+            name="model", python_model=str(store[0] / "constant.py"), pip_requirements=[], tags=tags
+        )
     return path
 
 
-def test_register_stage_promotes_on_the_validation_metric(store, request):
+def stage_case(store, request, kind: str) -> tuple[Path, PromoteParams, Path, Path]:
+    """A folder of the test's own, a model name of its own, and where register_stage reads
+    the metrics and writes its decision."""
     tmp = store[0] / request.node.name
     tmp.mkdir()
-    p = PromoteParams(model_name=f"tiny-stage-{os.getpid()}", metric="accuracy",
-                      greater_is_better=True)
-    metrics, out = tmp / "metrics.json", tmp / "reports" / "promotion.json"
+    p = PromoteParams(
+        model_name=f"tiny-{kind}-{os.getpid()}", metric="accuracy", greater_is_better=True
+    )
+    return tmp, p, tmp / "metrics.json", tmp / "reports" / "promotion.json"
+
+
+def test_register_stage_promotes_on_the_validation_metric(store, request):
+    tmp, p, metrics, out = stage_case(store, request, "stage")
 
     first = trained_model(store, tmp, "a")
     metrics.write_text(json.dumps({"valid": {"accuracy": 0.7}, "test": {"accuracy": 0.6}}))
@@ -362,11 +412,7 @@ def test_register_stage_promotes_on_the_validation_metric(store, request):
 
 
 def test_register_stage_rerun_reuses_the_version(store, request):
-    tmp = store[0] / request.node.name
-    tmp.mkdir()
-    p = PromoteParams(model_name=f"tiny-rerun-{os.getpid()}", metric="accuracy",
-                      greater_is_better=True)
-    metrics, out = tmp / "metrics.json", tmp / "promotion.json"
+    tmp, p, metrics, out = stage_case(store, request, "rerun")
     model = trained_model(store, tmp, "a")
     metrics.write_text(json.dumps({"valid": {"accuracy": 0.7}, "test": {"accuracy": 0.6}}))
     registry.register_stage("imdb", p, model, metrics, out, B, never_called)
@@ -376,11 +422,23 @@ def test_register_stage_rerun_reuses_the_version(store, request):
     assert again["reason"] == "already the champion"
 
 
+def test_register_stage_copies_the_pyfunc_digest_onto_the_version(store, request):
+    tmp, p, metrics, out = stage_case(store, request, "digest")
+    metrics.write_text(json.dumps({"valid": {"accuracy": 0.7}}))
+    model = trained_model(store, tmp, "a", tags={packaging.TAG: "d" * 64})
+    registry.register_stage("imdb", p, model, metrics, out, B, never_called)
+    assert MlflowClient().get_model_version(p.model_name, "1").tags[packaging.TAG] == "d" * 64
+    # a model logged before evaluate recorded the digest: registered, no tag
+    registry.register_stage(
+        "imdb", p, trained_model(store, tmp, "b"), metrics, out, B, never_called
+    )
+    assert packaging.TAG not in MlflowClient().get_model_version(p.model_name, "2").tags
+
+
 def test_register_stage_errors(store, request):
     tmp = store[0] / request.node.name
     tmp.mkdir()
-    p = PromoteParams(model_name="tiny-stage-errors", metric="accuracy",
-                      greater_is_better=True)
+    p = PromoteParams(model_name="tiny-stage-errors", metric="accuracy", greater_is_better=True)
     metrics, out = tmp / "metrics.json", tmp / "promotion.json"
     model = tmp / "model.keras"
     model.write_text("trained, never evaluated")
@@ -407,25 +465,31 @@ def test_a_server_error_reading_the_alias_fails_the_stage(store, request, monkey
     nothing."""
     tmp = store[0] / request.node.name
     tmp.mkdir()
-    p = PromoteParams(model_name=f"tiny-5xx-{os.getpid()}", metric="accuracy",
-                      greater_is_better=True)
+    p = PromoteParams(
+        model_name=f"tiny-5xx-{os.getpid()}", metric="accuracy", greater_is_better=True
+    )
     metrics, out = tmp / "metrics.json", tmp / "promotion.json"
     metrics.write_text(json.dumps({"valid": {"accuracy": 0.7}}))
-    registry.register_stage("imdb", p, trained_model(store, tmp, "a"), metrics, out, B,
-                            never_called)
+    registry.register_stage(
+        "imdb", p, trained_model(store, tmp, "a"), metrics, out, B, never_called
+    )
     first = out.read_text()
 
     def unavailable(self, model, alias):
-        e = MlflowException("API request to endpoint /api/2.0/mlflow/registered-models/alias "
-                            "failed with error code 503 != 200", error_code=TEMPORARILY_UNAVAILABLE)
+        e = MlflowException(
+            "API request to endpoint /api/2.0/mlflow/registered-models/alias "
+            "failed with error code 503 != 200",
+            error_code=TEMPORARILY_UNAVAILABLE,
+        )
         assert e.get_http_status_code() == 503
         raise e
 
     monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", unavailable)
     metrics.write_text(json.dumps({"valid": {"accuracy": 0.9}}))
     with pytest.raises(PipelineError, match="TEMPORARILY_UNAVAILABLE.*not taken as 'no champion"):
-        registry.register_stage("imdb", p, trained_model(store, tmp, "b"), metrics, out, B,
-                                never_called)
+        registry.register_stage(
+            "imdb", p, trained_model(store, tmp, "b"), metrics, out, B, never_called
+        )
     monkeypatch.undo()
     assert champion_version(p.model_name) == 1 and out.read_text() == first
     assert "promotion" not in MlflowClient().get_model_version(p.model_name, "2").tags
@@ -440,10 +504,14 @@ def keras_sentiment(vocab: Vocabulary, weights: dict[str, float]):
     import keras
 
     size = len(vocab)
-    model = keras.Sequential([keras.Input((None,), dtype="int32"),
-                              keras.layers.Embedding(size, 1, mask_zero=True),
-                              keras.layers.GlobalAveragePooling1D(),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(size, 1, mask_zero=True),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     table = np.zeros((size, 1), "float32")
     for word, w in weights.items():
         table[vocab.index[word]] = w
@@ -459,15 +527,15 @@ def encoded_split(folder: Path, texts, labels, vocab: Vocabulary, max_len: int) 
     folder.mkdir(parents=True)
     vocab.save(folder / "vocab.json")
     ids, lengths = encode_texts(texts, vocab, max_len, "end")
-    np.savez(folder / "valid.npz", ids=ids, lengths=lengths,
-             labels=np.asarray(labels, np.int8))
+    np.savez(folder / "valid.npz", ids=ids, lengths=lengths, labels=np.asarray(labels, np.int8))
     return folder / "valid.npz"
 
 
-def evaluated_sentiment(folder: Path, vocab: Vocabulary, weights: dict[str, float],
-                        max_len: int) -> Path:
-    """What train and evaluate leave: models/imdb (model.keras, vocab.json) and its train run
-    holding the logged IMDb pyfunc."""
+def evaluated_sentiment(
+    folder: Path, vocab: Vocabulary, weights: dict[str, float], max_len: int
+) -> Path:
+    """What train and evaluate leave: models/imdb (model.keras, vocab.json, the pyfunc folder)
+    and its train run holding the logged IMDb pyfunc."""
     from types import SimpleNamespace
 
     from rnnpipe.imdb import pyfunc
@@ -476,16 +544,36 @@ def evaluated_sentiment(folder: Path, vocab: Vocabulary, weights: dict[str, floa
     keras_sentiment(vocab, weights).save(folder / "model.keras")
     vocab.save(folder / "vocab.json")
     tracking.setup("imdb")
-    with mlflow.start_run(tags={tracking.MODEL_TAG: tracking.file_sha256(
-            folder / "model.keras")}):
-        pyfunc.log_model(folder, SimpleNamespace(max_len=max_len, truncate="end"), 0.5)
+    with mlflow.start_run(tags={tracking.MODEL_TAG: tracking.file_sha256(folder / "model.keras")}):
+        pyfunc.log_model(
+            folder, SimpleNamespace(max_len=max_len, truncate="end"), 0.5, folder / "pyfunc"
+        )
     return folder / "model.keras"
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def assert_registered_as_saved(name: str, version: int, saved: Path, tmp: Path) -> None:
+    """Version `version` of `name` holds the files of the pyfunc folder evaluate saved, byte
+    for byte, and their digest as its tag."""
+    client = MlflowClient()
+    # what the registry holds (a download of models:/... adds a registered_model_meta file)
+    stored = client.get_model_version_download_uri(name, str(version))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=stored, dst_path=str(tmp))
+    assert files(Path(local)) == files(saved)
+    tags = client.get_model_version(name, str(version)).tags
+    assert tags[packaging.TAG] == packaging.tree_sha256(saved)
 
 
 def counting(scorer, calls: list):
     def score(artifacts):
         calls.append(sorted(artifacts))
         return scorer(artifacts)
+
     return score
 
 
@@ -503,14 +591,16 @@ def test_imdb_champion_from_another_validation_set_is_scored_on_the_challengers(
     from rnnpipe.imdb.words import encode_texts
 
     tmp = store[0] / request.node.name
-    p = PromoteParams(model_name=f"tiny-rescore-{os.getpid()}", metric="accuracy",
-                      greater_is_better=True)
+    p = PromoteParams(
+        model_name=f"tiny-rescore-{os.getpid()}", metric="accuracy", greater_is_better=True
+    )
     metrics, out = tmp / "metrics.json", tmp / "reports" / "promotion.json"
     policy = imdb_register.threshold_policy(None)
     vocab_a = Vocabulary("word", ("<pad>", "<oov>", "good", "bad", "film", "plot"), 0, 1)
     vocab_b = Vocabulary("word", ("<pad>", "<oov>", "bad", "good", "plot", "film", "great"), 0, 1)
-    valid_a = encoded_split(tmp / "a", ["good film", "bad plot", "good good bad", "bad film"],
-                            [1, 0, 1, 0], vocab_a, 3)
+    valid_a = encoded_split(
+        tmp / "a", ["good film", "bad plot", "good good bad", "bad film"], [1, 0, 1, 0], vocab_a, 3
+    )
     texts_b = ["good great", "bad", "great film", "plot", "bad good good good"]
     valid_b = encoded_split(tmp / "b", texts_b, [1, 0, 1, 0, 1], vocab_b, 4)
 
@@ -524,14 +614,19 @@ def test_imdb_champion_from_another_validation_set_is_scored_on_the_challengers(
     calls = []
     first = stage(champion_model, valid_a, 1.0, calls)
     assert first["decision"] == "champion" and not calls
+    assert_registered_as_saved(p.model_name, 1, tmp / "m1" / "pyfunc", tmp / "registered")
 
-    challenger = evaluated_sentiment(tmp / "m2", vocab_b,
-                                     {"good": 4.0, "bad": -4.0, "great": 4.0}, 4)
+    challenger = evaluated_sentiment(
+        tmp / "m2", vocab_b, {"good": 4.0, "bad": -4.0, "great": 4.0}, 4
+    )
     d = stage(challenger, valid_b, 1.0, calls)
     assert calls == [["config", "model", "vocab"]]  # the champion's pyfunc artifacts
     sha_a, sha_b = tracking.file_sha256(valid_a), tracking.file_sha256(valid_b)
-    assert d["champion_basis"] == {"metric": "valid.accuracy", "valid_data_sha256": sha_a,
-                                   "threshold": "best-valid-accuracy"}
+    assert d["champion_basis"] == {
+        "metric": "valid.accuracy",
+        "valid_data_sha256": sha_a,
+        "threshold": "best-valid-accuracy",
+    }
     assert d["challenger_basis"]["valid_data_sha256"] == sha_b
     assert d["compared_on"] == "challenger-data" and d["compared_with_version"] == 1
     # what the champion scores on B's reviews through its own vocabulary and max_len
@@ -556,8 +651,7 @@ def test_imdb_champion_from_another_validation_set_is_scored_on_the_challengers(
 
 
 @pytest.mark.slow
-def test_charlm_champion_is_scored_on_the_challengers_text_and_reruns_decide_alike(store,
-                                                                                   request):
+def test_charlm_champion_is_scored_on_the_challengers_text_and_reruns_decide_alike(store, request):
     """The champion's loss on the challenger's validation text (another vocabulary) is what the
     evaluate stage computes for it on that text encoded with its own vocabulary; a rerun of
     the stage writes the same promotion.json."""
@@ -569,11 +663,11 @@ def test_charlm_champion_is_scored_on_the_challengers_text_and_reruns_decide_ali
     from rnnpipe.charlm.model import build_char_lm
 
     tmp = store[0] / request.node.name
-    p = PromoteParams(model_name=f"tiny-charlm-{os.getpid()}", metric="loss",
-                      greater_is_better=False)
+    p = PromoteParams(
+        model_name=f"tiny-charlm-{os.getpid()}", metric="loss", greater_is_better=False
+    )
     metrics, out = tmp / "metrics.json", tmp / "promotion.json"
-    hp = {"embedding_dim": 4, "cell": "GRU", "units": 8, "layers": 1, "dropout": 0.0,
-          "learning_rate": 1e-3, "clipnorm": 1.0, "seq_length": 16}
+    hp = dict(tinydata.SMALL_CHAR_LM)
 
     def evaluated(folder: Path, text: str, valid_text: str) -> tuple[Path, Path]:
         folder.mkdir(parents=True)
@@ -583,27 +677,37 @@ def test_charlm_champion_is_scored_on_the_challengers_text_and_reruns_decide_ali
         keras.utils.set_random_seed(len(text))
         build_char_lm(hp, len(vocab)).save(folder / "model.keras")
         tracking.setup("charlm")
-        with mlflow.start_run(tags={tracking.MODEL_TAG: tracking.file_sha256(
-                folder / "model.keras")}):
-            pyfunc.log_pyfunc(folder / "model.keras", folder / "vocab.json")
+        with mlflow.start_run(
+            tags={tracking.MODEL_TAG: tracking.file_sha256(folder / "model.keras")}
+        ):
+            pyfunc.log_pyfunc(folder / "model.keras", folder / "vocab.json", folder / "pyfunc")
         return folder / "model.keras", folder / "valid.npz"
 
     def stage(model, valid, loss):
         metrics.write_text(json.dumps({"valid": {"loss": loss}}))
-        return registry.register_stage("charlm", p, model, metrics, out,
-                                       registry.data_basis(valid, "loss"),
-                                       charlm_register.scorer(valid, "loss"))
+        return registry.register_stage(
+            "charlm",
+            p,
+            model,
+            metrics,
+            out,
+            registry.data_basis(valid, "loss"),
+            charlm_register.scorer(valid, "loss"),
+        )
 
     champion_model, _ = evaluated(tmp / "a", "the island was quiet", "the sea was calm")
     assert stage(champion_model, tmp / "a" / "valid.npz", 2.5)["decision"] == "champion"
+    assert_registered_as_saved(p.model_name, 1, tmp / "a" / "pyfunc", tmp / "registered")
     valid_text = "a mysterious island, far away!"
     challenger, valid_b = evaluated(tmp / "b", "a mysterious island, far away", valid_text)
     d = stage(challenger, valid_b, 99.0)  # a challenger far worse than any model
     champion_vocab = Vocabulary.load(tmp / "a" / "vocab.json")
-    expected = sampler.stream_loss(load_model(champion_model),
-                                   chars.encode(valid_text, champion_vocab))
+    expected = sampler.stream_loss(
+        load_model(champion_model), chars.encode(valid_text, champion_vocab)
+    )
     assert d["compared_on"] == "challenger-data" and d["champion_metric"] == pytest.approx(
-        expected, rel=1e-6)
+        expected, rel=1e-6
+    )
     assert d["champion_scoring"]["vocabulary"] == "translated"
     assert d["decision"] == "candidate" and champion_version(p.model_name) == 1
     before = out.read_bytes()

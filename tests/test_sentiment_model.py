@@ -74,14 +74,16 @@ def test_saved_model_loads_and_predict_proba_keeps_row_order(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     expected = np.asarray(model(ids)).reshape(-1)
-    np.testing.assert_allclose(predict_proba(loaded, ids, lengths, batch_size=2), expected,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict_proba(loaded, ids, lengths, batch_size=2), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_pretrained_vectors_are_the_embeddings_start():
     vectors = np.random.default_rng(1).normal(size=(VOCAB, 4)).astype("float32")
-    model = build_sentiment_model(_hp(pretrained=True, pooling="maxmean",
-                                      embedding_dropout=0.2), VOCAB, vectors)
+    model = build_sentiment_model(
+        _hp(pretrained=True, pooling="maxmean", embedding_dropout=0.2), VOCAB, vectors
+    )
     np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0], vectors)
     other = build_sentiment_model(_hp(pretrained=False), VOCAB, vectors)
     assert not np.allclose(other.get_layer("embedding").get_weights()[0], vectors)
@@ -97,5 +99,6 @@ def test_maxmean_pools_both_and_ignores_padding():
     assert model.get_layer("maxmean_pool").output.shape[-1] == 2 * 2 * 4  # 2 directions, 2 pools
     ids, _ = _ids()
     p = np.asarray(model(ids))
-    np.testing.assert_allclose(np.asarray(model(np.pad(ids, ((0, 0), (0, 5))))), p,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(model(np.pad(ids, ((0, 0), (0, 5))))), p, rtol=1e-5, atol=1e-6
+    )

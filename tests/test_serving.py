@@ -27,6 +27,7 @@ ON_THE_CHARLM_SERVER = pytest.mark.xdist_group("charlm_server")
 SENTIMENT = "imdb-sentiment"
 CHARLM = "mysterious-island-charlm"
 
+
 @pytest.fixture(scope="module")
 def store(tiny_pipeline):
     """(repo, env) of the shared tiny pipeline run: each model has a `champion` in its store."""
@@ -49,9 +50,25 @@ def served(model_uri: str, cwd: Path, env: dict, timeout: float = 180):
     with open(log, "wb") as out:
         # a session of its own: the server's workers die with the process group
         proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(port)],
-            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -94,8 +111,9 @@ def charlm_url(store):
 
 def post(url: str, body) -> requests.Response:
     data = body if isinstance(body, bytes) else json.dumps(body)
-    return requests.post(f"{url}/invocations", data=data, timeout=120,
-                         headers={"Content-Type": "application/json"})
+    return requests.post(
+        f"{url}/invocations", data=data, timeout=120, headers={"Content-Type": "application/json"}
+    )
 
 
 def assert_400(r: requests.Response, *fragments: str) -> None:
@@ -124,8 +142,9 @@ def test_sentiment_server_answers_reviews(sentiment_url):
     check_sentiment_answers(r.json()["predictions"], 3)
     # the same review gets the same answer, alone or in a batch
     alone = post(sentiment_url, {"inputs": reviews[:1]}).json()["predictions"][0]
-    assert alone["probability"] == pytest.approx(r.json()["predictions"][0]["probability"],
-                                                 abs=1e-5)
+    assert alone["probability"] == pytest.approx(
+        r.json()["predictions"][0]["probability"], abs=1e-5
+    )
 
 
 @ON_THE_SENTIMENT_SERVER
@@ -137,18 +156,23 @@ def test_sentiment_server_defined_answers_for_odd_text(sentiment_url):
     check_sentiment_answers(r.json()["predictions"], 3)
 
 
-@pytest.mark.parametrize("body, fragments", [
-    ({"inputs": ["good"] * 1025}, ["1025 reviews in one request; at most 1024"]),
-    ({"inputs": []}, ["inputs"]),  # schema check ("missing inputs") or "no reviews"
-    ({}, ["inputs"]),
-    ({"reviews": ["good"]}, ["inputs"]),
-    ({"dataframe_records": [{"text": 42}]}, ["review 0 must be a string, got int"]),
-    ({"dataframe_records": [{"text": "fine"}, {"text": None}]},
-     ["review 1 must be a string, got null"]),
-    ({"inputs": [""]}, ["review 0 is empty"]),
-    ({"inputs": ["good", "   "]}, ["review 1 is empty"]),
-    (b"not json", ["JSON"]),
-])
+@pytest.mark.parametrize(
+    "body, fragments",
+    [
+        ({"inputs": ["good"] * 1025}, ["1025 reviews in one request; at most 1024"]),
+        ({"inputs": []}, ["inputs"]),  # schema check ("missing inputs") or "no reviews"
+        ({}, ["inputs"]),
+        ({"reviews": ["good"]}, ["inputs"]),
+        ({"dataframe_records": [{"text": 42}]}, ["review 0 must be a string, got int"]),
+        (
+            {"dataframe_records": [{"text": "fine"}, {"text": None}]},
+            ["review 1 must be a string, got null"],
+        ),
+        ({"inputs": [""]}, ["review 0 is empty"]),
+        ({"inputs": ["good", "   "]}, ["review 1 is empty"]),
+        (b"not json", ["JSON"]),
+    ],
+)
 @ON_THE_SENTIMENT_SERVER
 def test_sentiment_server_rejects_bad_input_and_keeps_serving(sentiment_url, body, fragments):
     assert_400(post(sentiment_url, body), *fragments)
@@ -172,8 +196,9 @@ def test_sentiment_server_answers_concurrent_clients(sentiment_url):
 
     def one(i: int) -> dict:
         with requests.Session() as s:
-            r = s.post(f"{sentiment_url}/invocations", json={"inputs": [reviews[i % 3]]},
-                       timeout=120)
+            r = s.post(
+                f"{sentiment_url}/invocations", json={"inputs": [reviews[i % 3]]}, timeout=120
+            )
             assert r.status_code == 200, r.text[:300]
             return r.json()["predictions"][0]
 
@@ -218,35 +243,51 @@ def test_charlm_server_generates_text(charlm_url):
 def test_offline_generate_gives_the_server_text(charlm_url, store):
     tmp, env = store
     text = post(charlm_url, {"dataframe_records": [lm_row()]}).json()["predictions"][0]["text"]
-    cmd = [str(RNNPIPE), "charlm", "generate", "--prompt", "The island", "--length", "30",
-           "--temperature", "0.8", "--seed", "1"]
+    cmd = [
+        str(RNNPIPE),
+        "charlm",
+        "generate",
+        "--prompt",
+        "The island",
+        "--length",
+        "30",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "1",
+    ]
     proc = run(cmd, tmp, env)
     assert proc.stdout == text + "\n"
-    assert f"using models:/{CHARLM}@champion (version 1 in {env['MLFLOW_TRACKING_URI']})" in \
-        proc.stderr.splitlines()
+    assert (
+        f"using models:/{CHARLM}@champion (version 1 in {env['MLFLOW_TRACKING_URI']})"
+        in proc.stderr.splitlines()
+    )
     bad = run(cmd[:4] + ["😀日本語"] + cmd[5:], tmp, env, check=False)
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.splitlines()[-1].startswith(
-        "rnnpipe charlm generate: error: row 0: 'prompt' holds only characters the model "
-        "never saw")
+        "rnnpipe charlm generate: error: row 0: 'prompt' holds only characters the model never saw"
+    )
 
 
-@pytest.mark.parametrize("rows, fragments", [
-    ([lm_row()] * 65, ["65 rows in one request; at most 64"]),
-    ([], ["prompt"]),
-    ([{"length": 30, "temperature": 0.8}], ["prompt"]),
-    ([lm_row(prompt=None)], ["prompt"]),
-    ([lm_row(prompt=12)], ["'prompt' must be a string"]),
-    ([{"prompt": "The island", "temperature": 0.8}], ["length"]),
-    ([{"prompt": "The island", "length": 5}], ["temperature"]),
-    ([lm_row(prompt="")], ["'prompt' is empty"]),
-    ([lm_row(prompt="😀日本語")], ["only characters the model never saw"]),
-    ([lm_row(length=-5)], ["'length' must be between 0 and"]),
-    ([lm_row(length=10**9)], ["'length' must be between 0 and"]),
-    ([lm_row(temperature=0)], ["'temperature' must be > 0"]),
-    ([lm_row(temperature=-1.5)], ["'temperature' must be > 0"]),
-    ([lm_row(temperature="hot")], ["temperature"]),
-])
+@pytest.mark.parametrize(
+    "rows, fragments",
+    [
+        ([lm_row()] * 65, ["65 rows in one request; at most 64"]),
+        ([], ["prompt"]),
+        ([{"length": 30, "temperature": 0.8}], ["prompt"]),
+        ([lm_row(prompt=None)], ["prompt"]),
+        ([lm_row(prompt=12)], ["'prompt' must be a string"]),
+        ([{"prompt": "The island", "temperature": 0.8}], ["length"]),
+        ([{"prompt": "The island", "length": 5}], ["temperature"]),
+        ([lm_row(prompt="")], ["'prompt' is empty"]),
+        ([lm_row(prompt="😀日本語")], ["only characters the model never saw"]),
+        ([lm_row(length=-5)], ["'length' must be between 0 and"]),
+        ([lm_row(length=10**9)], ["'length' must be between 0 and"]),
+        ([lm_row(temperature=0)], ["'temperature' must be > 0"]),
+        ([lm_row(temperature=-1.5)], ["'temperature' must be > 0"]),
+        ([lm_row(temperature="hot")], ["temperature"]),
+    ],
+)
 @ON_THE_CHARLM_SERVER
 def test_charlm_server_rejects_bad_input_and_keeps_serving(charlm_url, rows, fragments):
     assert_400(post(charlm_url, {"dataframe_records": rows}), *fragments)

@@ -42,8 +42,9 @@ def test_the_store_is_the_project_roots_also_from_a_copy(store, monkeypatch):
     assert tracking.tracking_uri() == "sqlite:///elsewhere.db"
 
 
-def test_a_second_setup_in_the_process_still_sees_the_project_roots_store(store, monkeypatch,
-                                                                          copy_empty_store):
+def test_a_second_setup_in_the_process_still_sees_the_project_roots_store(
+    store, monkeypatch, copy_empty_store
+):
     # the first setup's mlflow.set_tracking_uri sets MLFLOW_TRACKING_URI
     tracking.setup("imdb")
     assert os.environ["MLFLOW_TRACKING_URI"] == tracking.local_uri()
@@ -66,17 +67,27 @@ def test_the_suffix_names_the_experiments_apart(store, monkeypatch):
     assert experiment.artifact_location == (store / "mlartifacts").as_uri()
     for bad in ("-demo x", "/demo", "-dëmo", "-demo\n", "'"):
         monkeypatch.setenv(tracking.SUFFIX_ENV, bad)
-        with pytest.raises(PipelineError, match=r"RNNPIPE_EXPERIMENT_SUFFIX is .*: it may hold "
-                                                r"only letters, digits, '_' and '-'"):
+        with pytest.raises(
+            PipelineError,
+            match=r"RNNPIPE_EXPERIMENT_SUFFIX is .*: it may hold "
+            r"only letters, digits, '_' and '-'",
+        ):
             tracking.setup("imdb")
 
 
 def test_keras_is_imported_only_for_training():
     """The quality checks log to MLflow through this module without importing TensorFlow."""
-    code = ("import sys; from rnnpipe.core import tracking; print('keras' in sys.modules); "
-            "import keras; print(issubclass(tracking.MlflowMetrics, keras.callbacks.Callback))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
+    code = (
+        "import sys; from rnnpipe.core import tracking; print('keras' in sys.modules); "
+        "import keras; print(issubclass(tracking.MlflowMetrics, keras.callbacks.Callback))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+    ).stdout
     assert out.split() == ["False", "True"]
 
 
@@ -114,8 +125,11 @@ def test_evaluate_finds_the_train_run_by_the_model_file(store):
         mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(model))
     assert tracking.run_of_model("imdb", model) == run.info.run_id
     model.write_bytes(b"other weights")
-    with pytest.raises(PipelineError, match=r"no run in the MLflow store .* trained or "
-                                            r"evaluated .*\(dvc repro -f -s imdb_evaluate\)"):
+    with pytest.raises(
+        PipelineError,
+        match=r"no run in the MLflow store .* trained or "
+        r"evaluated .*\(dvc repro -f -s imdb_evaluate\)",
+    ):
         tracking.run_of_model("imdb", model)
 
 
@@ -195,8 +209,9 @@ def test_an_experiment_made_between_the_read_and_the_create_is_used(store, monke
     """The race above, one step at a time: another process creates the experiment after this
     one found none."""
     mlflow.set_tracking_uri(tracking.tracking_uri())
-    made = mlflow.MlflowClient().create_experiment(tracking.experiment_name("imdb"),
-                                                   tags=tracking.EXPERIMENT_TAGS)
+    made = mlflow.MlflowClient().create_experiment(
+        tracking.experiment_name("imdb"), tags=tracking.EXPERIMENT_TAGS
+    )
     real = mlflow.MlflowClient.get_experiment_by_name
     looks = []
 
@@ -219,8 +234,13 @@ def test_a_tag_another_process_wrote_first(store, monkeypatch, winner_wrote):
 
     def loses_the_race(self, experiment_id, key, value):
         real(self, experiment_id, key, winner_wrote)
-        raise sqlalchemy.exc.IntegrityError("INSERT INTO experiment_tags", {}, Exception(
-            "UNIQUE constraint failed: experiment_tags.key, experiment_tags.experiment_id"))
+        raise sqlalchemy.exc.IntegrityError(
+            "INSERT INTO experiment_tags",
+            {},
+            Exception(
+                "UNIQUE constraint failed: experiment_tags.key, experiment_tags.experiment_id"
+            ),
+        )
 
     monkeypatch.setattr(mlflow.MlflowClient, "set_experiment_tag", loses_the_race)
     if winner_wrote == "custom_model_development":

@@ -24,9 +24,18 @@ def _fit(tmp_path, epochs, settings=None, **kwargs):
     training.set_seed(1)
     x, y = _data()
     kwargs = {"patience": 10, "shuffle": False, **kwargs}
-    return training.fit(_model(), x, (x, y), y=y, epochs=epochs, verbose=0,
-                        checkpoint_dir=tmp_path / "ckpt", settings=settings or {"a": 1},
-                        batch_size=16, **kwargs)
+    return training.fit(
+        _model(),
+        x,
+        (x, y),
+        y=y,
+        epochs=epochs,
+        verbose=0,
+        checkpoint_dir=tmp_path / "ckpt",
+        settings=settings or {"a": 1},
+        batch_size=16,
+        **kwargs,
+    )
 
 
 class FakeValLoss(keras.callbacks.Callback):
@@ -136,8 +145,10 @@ def test_shuffled_arrays_order_is_a_function_of_seed_and_epoch():
 def test_epoch_decay_sets_each_epochs_learning_rate():
     from rnnpipe.core.training import EpochDecay, schedule
 
-    assert schedule({"learning_rate": 0.1}) == [] and schedule({"learning_rate": 0.1,
-                                                                "lr_decay": 1.0}) == []
+    assert (
+        schedule({"learning_rate": 0.1}) == []
+        and schedule({"learning_rate": 0.1, "lr_decay": 1.0}) == []
+    )
     (decay,) = schedule({"learning_rate": 0.01, "lr_decay": 0.5})
     assert isinstance(decay, EpochDecay)
     seen = []
@@ -167,13 +178,16 @@ class _Stream:
         return self.tty
 
 
-@pytest.mark.parametrize("out, err, verbose", [
-    (True, True, 1),  # a person watches: Keras' bar, redrawn each batch
-    (True, False, 2),  # logs to a file
-    (False, True, 2),  # stdout, where Keras draws the bar, to a file: no carriage returns in it
-    (False, False, 2),  # dvc repro in CI, a log file
-    (None, True, 2),  # a closed stream
-])
+@pytest.mark.parametrize(
+    "out, err, verbose",
+    [
+        (True, True, 1),  # a person watches: Keras' bar, redrawn each batch
+        (True, False, 2),  # logs to a file
+        (False, True, 2),  # stdout, where Keras draws the bar, to a file: no carriage returns in it
+        (False, False, 2),  # dvc repro in CI, a log file
+        (None, True, 2),  # a closed stream
+    ],
+)
 def test_verbosity_shows_the_bar_only_on_a_terminal(monkeypatch, out, err, verbose):
     monkeypatch.setattr("sys.stdout", _Stream(out))
     monkeypatch.setattr("sys.stderr", _Stream(err))
@@ -185,10 +199,20 @@ def test_fit_is_as_verbose_as_verbosity_says(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "verbosity", lambda: 0)
     monkeypatch.setattr(keras.Model, "fit", lambda self, *a, **k: seen.append(k["verbose"]))
     x, y = _data()
-    training.fit(_model(), x, (x, y), y=y, epochs=1, patience=1, checkpoint_dir=tmp_path,
-                 settings={"a": 1})
-    training.fit(_model(), x, (x, y), y=y, epochs=1, patience=1, checkpoint_dir=tmp_path,
-                 settings={"a": 2}, verbose=2)
+    training.fit(
+        _model(), x, (x, y), y=y, epochs=1, patience=1, checkpoint_dir=tmp_path, settings={"a": 1}
+    )
+    training.fit(
+        _model(),
+        x,
+        (x, y),
+        y=y,
+        epochs=1,
+        patience=1,
+        checkpoint_dir=tmp_path,
+        settings={"a": 2},
+        verbose=2,
+    )
     assert seen == [0, 2]
 
 
@@ -199,7 +223,15 @@ def test_batches_of_arrays_and_feeds():
 
 
 def test_report_holds_no_run_ids_and_counts_the_best_epoch_from_1():
-    history = [{"epoch": 0, "loss": 1.0, "val_loss": 0.9}, {"epoch": 1, "val_loss": 0.7},
-               {"epoch": 2, "val_loss": 0.8}]
+    history = [
+        {"epoch": 0, "loss": 1.0, "val_loss": 0.9},
+        {"epoch": 1, "val_loss": 0.7},
+        {"epoch": 2, "val_loss": 0.8},
+    ]
     assert training.report(history, 313, 64, 252.0) == {
-        "epochs": 3, "best_epoch": 2, "batches": 313, "batch_size": 64, "minutes": 4.2}
+        "epochs": 3,
+        "best_epoch": 2,
+        "batches": 313,
+        "batch_size": 64,
+        "minutes": 4.2,
+    }

@@ -17,9 +17,18 @@ from rnnpipe.core.params import TuneParams
 CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
 # the fixed model keys (a project takes them from <project>.train.model); TINY searches the rest
 BASE = {"embedding_dim": 4}
-TINY = TuneParams(tuner="random", max_trials=3, epochs=1, train_fraction=0.5,
-                  space={"cell": ["SimpleRNN", "LSTM", "GRU"], "units": [2, 4, 8],
-                         "clipnorm": [0.5, 1.0, 5.0], "learning_rate": [1e-2]})
+TINY = TuneParams(
+    tuner="random",
+    max_trials=3,
+    epochs=1,
+    train_fraction=0.5,
+    space={
+        "cell": ["SimpleRNN", "LSTM", "GRU"],
+        "units": [2, 4, 8],
+        "clipnorm": [0.5, 1.0, 5.0],
+        "learning_rate": [1e-2],
+    },
+)
 
 
 def tiny_build(hp: dict, metrics=("accuracy",)) -> keras.Model:
@@ -27,9 +36,12 @@ def tiny_build(hp: dict, metrics=("accuracy",)) -> keras.Model:
     x = keras.layers.Embedding(10, hp["embedding_dim"])(inputs)
     x = CELLS[hp["cell"]](hp["units"])(x)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
-    model.compile(keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
-                  "binary_crossentropy", metrics=list(metrics),
-                  run_eagerly=True)  # no tf.function tracing: seconds, not a minute, per test
+    model.compile(
+        keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
+        "binary_crossentropy",
+        metrics=list(metrics),
+        run_eagerly=True,
+    )  # no tf.function tracing: seconds, not a minute, per test
     return model
 
 
@@ -38,11 +50,19 @@ def tiny_task(seed: int = 0, callbacks=()) -> tuning.Task:
     x = rng.integers(0, 10, size=(48, 6)).astype("int32")
     y = (x == 3).any(axis=1).astype("float32")
     rows = tuning.subsample(40, TINY.train_fraction, seed)
-    return tuning.Task(project="tiny", build=tiny_build, base=BASE,
-                       data=lambda hp: {"x": x[rows], "y": y[rows], "batch_size": 8,
-                                        "validation_data": (x[40:], y[40:]),
-                                        "callbacks": list(callbacks)},
-                       fingerprint=tuning.fingerprint(extra=x.tobytes()))
+    return tuning.Task(
+        project="tiny",
+        build=tiny_build,
+        base=BASE,
+        data=lambda hp: {
+            "x": x[rows],
+            "y": y[rows],
+            "batch_size": 8,
+            "validation_data": (x[40:], y[40:]),
+            "callbacks": list(callbacks),
+        },
+        fingerprint=tuning.fingerprint(extra=x.tobytes()),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +72,8 @@ def mlflow_template(tmp_path_factory) -> Path:
     db = folder / "template.db"
     # artifacts (trials.csv, the plot) in tmp, not ./mlruns of the current folder
     mlflow.MlflowClient(f"sqlite:///{db}").create_experiment(
-        "rnnpipe-tiny", artifact_location=(folder / "artifacts").as_uri())
+        "rnnpipe-tiny", artifact_location=(folder / "artifacts").as_uri()
+    )
     return db
 
 
@@ -79,8 +100,9 @@ def trial_values(tuner_dir: Path) -> list[dict]:
 
 
 def test_search_space_is_the_params_space_one_value_fixed():
-    space = tuning.search_space(TuneParams(space={"cell": ["SimpleRNN", "LSTM", "GRU"],
-                                                  "units": [8, 16], "layers": [2]}))
+    space = tuning.search_space(
+        TuneParams(space={"cell": ["SimpleRNN", "LSTM", "GRU"], "units": [8, 16], "layers": [2]})
+    )
     by_name = {p.name: p for p in space.space}
     assert list(by_name["cell"].values) == ["SimpleRNN", "LSTM", "GRU"]
     assert list(by_name["units"].values) == [8, 16]
@@ -90,19 +112,24 @@ def test_search_space_is_the_params_space_one_value_fixed():
 
 def test_an_empty_space_is_an_error_before_any_search(tmp_path):
     with pytest.raises(tuning.PipelineError, match="tune.space is empty"):
-        tuning.run_search(tiny_task(), TINY.model_copy(update={"space": {}}), seed=0,
-                          tuner_root=tmp_path / ".tuner", verbose=0)
+        tuning.run_search(
+            tiny_task(),
+            TINY.model_copy(update={"space": {}}),
+            seed=0,
+            tuner_root=tmp_path / ".tuner",
+            verbose=0,
+        )
     assert not (tmp_path / ".tuner").exists()
 
 
 def test_a_trial_is_the_fixed_keys_and_the_searched_ones():
-    values = {"cell": "LSTM", "units": 8, "clipnorm": 5.0, "learning_rate": 1e-2,
-              "tuner/epochs": 2}
+    values = {"cell": "LSTM", "units": 8, "clipnorm": 5.0, "learning_rate": 1e-2, "tuner/epochs": 2}
     hp = tuning.hparams_from(values, BASE, TINY.space)
     assert hp == {**BASE, "cell": "LSTM", "units": 8, "clipnorm": 5.0, "learning_rate": 1e-2}
     # Keras Tuner hands a boolean choice back as 0/1
     assert tuning.searched({"pretrained": 1, "units": 8}, {"pretrained": [True, False]}) == {
-        "pretrained": True}
+        "pretrained": True
+    }
 
 
 def test_the_fixed_keys_are_the_model_keys_the_space_leaves_out():
@@ -135,10 +162,17 @@ def test_run_stage_writes_hparams_only_and_a_report(tmp_path, monkeypatch):
     state = tmp_path / ".tuner" / "tiny" / "key"
     state.mkdir(parents=True)
     best = {"cell": "LSTM", "units": 4, "clipnorm": 1.0, "learning_rate": 1e-2}
-    table = [{"trial_id": "0", "status": "COMPLETED", "score": 0.25, "epochs": 1,
-              "cell": "LSTM"}]
-    result = {"hparams": best, "score": 0.25, "objective": "val_loss", "trials": 3,
-              "run_id": "abc", "minutes": 0.5, "cut_by_budget": False, "table": table}
+    table = [{"trial_id": "0", "status": "COMPLETED", "score": 0.25, "epochs": 1, "cell": "LSTM"}]
+    result = {
+        "hparams": best,
+        "score": 0.25,
+        "objective": "val_loss",
+        "trials": 3,
+        "run_id": "abc",
+        "minutes": 0.5,
+        "cut_by_budget": False,
+        "table": table,
+    }
     calls = []
     monkeypatch.setattr(tuning, "run_search", lambda *a, **k: calls.append((a, k)) or result)
     out, report = tmp_path / "models" / "best_hparams.json", tmp_path / "reports" / "t.json"
@@ -146,8 +180,15 @@ def test_run_stage_writes_hparams_only_and_a_report(tmp_path, monkeypatch):
     assert calls[0][1] == {"tuner_root": tmp_path / ".tuner"}
     assert json.loads(out.read_text()) == best
     assert json.loads(report.read_text()) == {
-        "objective": "val_loss", "best_score": 0.25, "trials": 3, "tuner": "random",
-        "minutes": 0.5, "max_minutes": None, "cut_by_budget": False, "best_hparams": best}
+        "objective": "val_loss",
+        "best_score": 0.25,
+        "trials": 3,
+        "tuner": "random",
+        "minutes": 0.5,
+        "max_minutes": None,
+        "cut_by_budget": False,
+        "best_hparams": best,
+    }
     # the plot's table: one row per trial, with a number for its x axis
     assert json.loads((tmp_path / "trials.json").read_text()) == [{"trial": 0, **table[0]}]
     assert not (tmp_path / ".tuner" / "tiny").exists()  # a finished search is not resumed
@@ -162,8 +203,7 @@ def test_run_stage_writes_hparams_only_and_a_report(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking_uri,
-                                                              monkeypatch):
+def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking_uri, monkeypatch):
     monkeypatch.setattr(tuning, "TUNER_ROOT", tmp_path / ".tuner")
     out, report = tmp_path / "best_hparams.json", tmp_path / "tuning.json"
     tuning.run_stage(tiny_task(), TINY, 1, out, report, tmp_path / "trials.json")
@@ -190,8 +230,9 @@ def test_tiny_search_logs_a_parent_run_with_a_child_per_trial(tmp_path, tracking
     assert min(c.data.metrics["score"] for c in children) == pytest.approx(result["best_score"])
     assert parent.data.params["best.cell"] == hparams["cell"]
     assert parent.data.metrics["best_score"] == pytest.approx(result["best_score"])
-    artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(
-        parent.info.run_id)}
+    artifacts = {
+        a.path for a in mlflow.MlflowClient(tracking_uri).list_artifacts(parent.info.run_id)
+    }
     assert {"trials.csv", "score_vs_hparams.png", "best_hparams.json"} <= artifacts
 
 
@@ -222,20 +263,24 @@ class Interrupt(keras.callbacks.Callback):
 
 
 @pytest.mark.slow
-def test_an_interrupted_search_continues_from_its_finished_trials(tmp_path, tracking_uri,
-                                                                    monkeypatch):
+def test_an_interrupted_search_continues_from_its_finished_trials(
+    tmp_path, tracking_uri, monkeypatch
+):
     root = tmp_path / ".tuner"
     Interrupt.seen = 0
     with pytest.raises(KeyboardInterrupt):
-        tuning.run_search(tiny_task(callbacks=[Interrupt(after=2)]), TINY, seed=3,
-                          tuner_root=root, verbose=0)
+        tuning.run_search(
+            tiny_task(callbacks=[Interrupt(after=2)]), TINY, seed=3, tuner_root=root, verbose=0
+        )
     # two trials began, the first finished
     assert len(trial_values(root / "tiny")) == 2
 
     built = []
-    monkeypatch.setattr(tuning.ProjectHyperModel, "build",
-                        lambda self, hp, _b=tuning.ProjectHyperModel.build:
-                        built.append(1) or _b(self, hp))
+    monkeypatch.setattr(
+        tuning.ProjectHyperModel,
+        "build",
+        lambda self, hp, _b=tuning.ProjectHyperModel.build: built.append(1) or _b(self, hp),
+    )
     result = tuning.run_search(tiny_task(), TINY, seed=3, tuner_root=root, verbose=0)
     assert result["trials"] == 3
     # only the interrupted trial and the one never started are built (and trained) again:
@@ -265,10 +310,10 @@ def test_trials_that_cannot_report_the_objective_stop_the_search(tmp_path, track
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bayesian", "hyperband"])
 def test_bayesian_and_hyperband_searches_finish(tmp_path, tracking_uri, kind):
-    tune = TINY.model_copy(update={"tuner": kind, "epochs": 2, "max_trials": 2,
-                                   "objective": "val_accuracy"})
-    result = tuning.run_search(tiny_task(), tune, seed=2, tuner_root=tmp_path / ".tuner",
-                               verbose=0)
+    tune = TINY.model_copy(
+        update={"tuner": kind, "epochs": 2, "max_trials": 2, "objective": "val_accuracy"}
+    )
+    result = tuning.run_search(tiny_task(), tune, seed=2, tuner_root=tmp_path / ".tuner", verbose=0)
     assert result["trials"] == 2 and result["objective"] == "val_accuracy"
     assert set(result["hparams"]) == set(TINY.space)  # no Hyperband "tuner/..." entries
     children = [r for r in runs(tracking_uri) if "mlflow.parentRunId" in r.data.tags]
@@ -292,19 +337,23 @@ def test_a_search_made_by_other_code_is_not_reused(tmp_path, tracking_uri, monke
     root = tmp_path / ".tuner"
     Interrupt.seen = 0
     with pytest.raises(KeyboardInterrupt):  # an unfinished search leaves its state
-        tuning.run_search(tiny_task(callbacks=[Interrupt(after=2)]), TINY, seed=3,
-                          tuner_root=root, verbose=0)
+        tuning.run_search(
+            tiny_task(callbacks=[Interrupt(after=2)]), TINY, seed=3, tuner_root=root, verbose=0
+        )
     [stale] = list((root / "tiny").iterdir())
     # the builder's module is edited: the same params, data and seed make another search
     package = tmp_path / "rnnpipe"
     shutil.copytree(tuning.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
     (package / "imdb" / "model.py").write_text(
-        (package / "imdb" / "model.py").read_text() + "\n# a changed builder\n")
+        (package / "imdb" / "model.py").read_text() + "\n# a changed builder\n"
+    )
     monkeypatch.setattr(tuning, "PACKAGE", package)
     built = []
-    monkeypatch.setattr(tuning.ProjectHyperModel, "build",
-                        lambda self, hp, _b=tuning.ProjectHyperModel.build:
-                        built.append(1) or _b(self, hp))
+    monkeypatch.setattr(
+        tuning.ProjectHyperModel,
+        "build",
+        lambda self, hp, _b=tuning.ProjectHyperModel.build: built.append(1) or _b(self, hp),
+    )
     result = tuning.run_search(tiny_task(), TINY, seed=3, tuner_root=root, verbose=0)
     # a fresh search: one build declares the space, then every trial is built and run again
     # (the resumed search in the test above builds only its 2 unfinished trials)

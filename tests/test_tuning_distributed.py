@@ -43,8 +43,9 @@ def search(folder: Path) -> None:
 
         oracle_chief.time = SimpleNamespace(sleep=lambda seconds: time.sleep(min(seconds, 0.2)))
     tune = TINY.model_copy(update={"max_trials": MAX_TRIALS})
-    result = tuning.run_search(tiny_task(), tune, seed=SEED, tuner_root=folder / ".tuner",
-                               verbose=0)
+    result = tuning.run_search(
+        tiny_task(), tune, seed=SEED, tuner_root=folder / ".tuner", verbose=0
+    )
     if result is not None:  # the chief: the search's whole result
         (folder / "result.json").write_text(json.dumps(result))
 
@@ -57,15 +58,22 @@ def test_a_chief_and_two_workers_run_one_search(tmp_path, copy_empty_store):
 
     uri = copy_empty_store(tmp_path)
     # the store and experiment (with the tags tracking.setup gives it) made before three
-    # processes open it at once
-    mlflow.MlflowClient(uri).create_experiment("rnnpipe-tiny", tags=tracking.EXPERIMENT_TAGS)
+    # processes open it at once; its artifacts in tmp, not in ./mlruns of the workers' folder
+    mlflow.MlflowClient(uri).create_experiment(
+        "rnnpipe-tiny",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+        tags=tracking.EXPERIMENT_TAGS,
+    )
     from tests.conftest import warm, without_coverage  # not in the child processes
 
     # each process forked from this worker's warm runner (tests/warm_stages.py)
     env = warm(without_coverage(os.environ)) | {
-        "MLFLOW_TRACKING_URI": uri, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-        "KERASTUNER_ORACLE_PORT": str(free_port()), "KERAS_BACKEND": "tensorflow",
-        "PYTHONPATH": str(ROOT)}
+        "MLFLOW_TRACKING_URI": uri,
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": str(free_port()),
+        "KERAS_BACKEND": "tensorflow",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("RNNPIPE_TUNE_RUN_ID", None)
     procs, logs = {}, {}
     try:
@@ -75,8 +83,11 @@ def test_a_chief_and_two_workers_run_one_search(tmp_path, copy_empty_store):
             logs[tuner_id] = open(tmp_path / f"{tuner_id}.log", "w")  # noqa: SIM115
             procs[tuner_id] = subprocess.Popen(
                 python_module("tests.test_tuning_distributed", str(tmp_path)),
-                cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": tuner_id},
-                stdout=logs[tuner_id], stderr=subprocess.STDOUT)
+                cwd=ROOT,
+                env={**env, "KERASTUNER_TUNER_ID": tuner_id},
+                stdout=logs[tuner_id],
+                stderr=subprocess.STDOUT,
+            )
         for proc in procs.values():
             proc.wait(timeout=600)
     finally:
@@ -100,10 +111,12 @@ def test_a_chief_and_two_workers_run_one_search(tmp_path, copy_empty_store):
     assert len(parents) == 1
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     # every trial once, each run by a worker (the chief only serves the oracle)
-    assert sorted(c.data.tags["trial_id"] for c in children) == [str(i) for i in
-                                                                 range(MAX_TRIALS)]
+    assert sorted(c.data.tags["trial_id"] for c in children) == [str(i) for i in range(MAX_TRIALS)]
     assert {c.data.tags["tuner_id"] for c in children} <= {"worker1", "worker2"}
     assert all(c.info.status == "FINISHED" for c in children)
+    # the search's files went to the experiment's folder (before, to ./mlruns of the checkout)
+    assert parents[0].info.artifact_uri.startswith((tmp_path / "artifacts").as_uri())
+    assert "trials.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
 
 if __name__ == "__main__":

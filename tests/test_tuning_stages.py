@@ -33,7 +33,8 @@ def tiny_params(**train_updates) -> Params:
 def write_imdb(folder: Path, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     Vocabulary("word", ("<pad>", "<oov>", *[f"w{i}" for i in range(18)]), 0, 1).save(
-        folder / "vocab.json")
+        folder / "vocab.json"
+    )
     for split, n in (("train", 40), ("valid", 16)):
         lengths = rng.integers(3, 30, size=n).astype("int32")
         labels = rng.integers(0, 2, size=n).astype("int8")
@@ -71,24 +72,31 @@ def run_params(project: str, model: Path) -> dict:
     return mlflow.MlflowClient().get_run(run_id).data.params
 
 
-def tune_then_hparams(project: str, tune, params: Params, processed: Path, models: Path,
-                      **paths) -> tuple[dict, dict, list[dict], Path]:
+def tune_then_hparams(
+    project: str, tune, params: Params, processed: Path, models: Path, **paths
+) -> tuple[dict, dict, list[dict], Path]:
     """Run the tune stage, then the hparams stage; (best_hparams, report, trials,
     hparams.json)."""
     reports = models.parent.parent / "reports"
-    best, report, trials = (models / "best_hparams.json", reports / "tuning.json",
-                            reports / "tuning_trials.json")
+    best, report, trials = (
+        models / "best_hparams.json",
+        reports / "tuning.json",
+        reports / "tuning_trials.json",
+    )
     tune(params, processed, processed / "vocab.json", best, report, trials, **paths)
     resolved = models / "hparams.json"
     hparams.hparams(params, best, resolved, project=project)
-    return (json.loads(best.read_text()), json.loads(report.read_text()),
-            json.loads(trials.read_text()), resolved)
+    return (
+        json.loads(best.read_text()),
+        json.loads(report.read_text()),
+        json.loads(trials.read_text()),
+        resolved,
+    )
 
 
 def rnn_layers(model: keras.Model) -> list:
     """The recurrent layers, inside Bidirectional wrappers too."""
-    return [layer for layer in model._flatten_layers()
-            if isinstance(layer, keras.layers.RNN)]
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.RNN)]
 
 
 @pytest.mark.slow
@@ -102,8 +110,9 @@ def test_imdb_hyperband_then_train_with_the_tuned_hyperparameters(workdir):
     t = params.imdb.tune.model_copy(update={"tuner": "hyperband", "max_trials": 4, "epochs": 3})
     params = params.model_copy(update={"imdb": params.imdb.model_copy(update={"tune": t})})
     models = workdir / "models" / "imdb"
-    best, report, trials, resolved = tune_then_hparams("imdb", imdb_tune.tune, params, processed,
-                                                       models, vectors=vectors)
+    best, report, trials, resolved = tune_then_hparams(
+        "imdb", imdb_tune.tune, params, processed, models, vectors=vectors
+    )
     # best_hparams.json: the model hyperparameters alone, each from the space when searched
     assert best.keys() == t.space.keys()
     assert all(best[key] in values for key, values in t.space.items())
@@ -129,8 +138,9 @@ def test_charlm_tune_then_train_with_the_tuned_hyperparameters(workdir):
     write_charlm(processed)
     params = tiny_params(charlm={"use_tuned": True, "epochs": 1})
     models = workdir / "models" / "charlm"
-    best, report, trials, resolved = tune_then_hparams("charlm", charlm_tune.tune, params,
-                                                       processed, models)
+    best, report, trials, resolved = tune_then_hparams(
+        "charlm", charlm_tune.tune, params, processed, models
+    )
     assert best.keys() == params.charlm.tune.space.keys()
     assert report["trials"] == params.charlm.tune.max_trials == len(trials)
     assert report["objective"] == "val_loss" and report["best_hparams"] == best
@@ -159,8 +169,9 @@ def test_the_budget_stops_the_search_and_keeps_the_best_finished_trial(workdir, 
     raw["charlm"]["tune"].update(max_trials=50, max_minutes=0.001)  # 0.06 s: one trial
     params = validate(raw)
     models = workdir / "models" / "charlm"
-    best, report, trials, _ = tune_then_hparams("charlm", charlm_tune.tune, params, processed,
-                                                models)
+    best, report, trials, _ = tune_then_hparams(
+        "charlm", charlm_tune.tune, params, processed, models
+    )
     assert report["cut_by_budget"] and report["max_minutes"] == 0.001
     assert report["trials"] == len(trials) == 1  # not 50: no trial started after the budget
     assert best == report["best_hparams"]
@@ -172,13 +183,17 @@ TIMINGS = {"minutes", "train_minutes", "chars_per_second", "reviews_per_second"}
 
 
 def without_timings(report: dict) -> dict:
-    return {k: without_timings(v) if isinstance(v, dict) else v
-            for k, v in report.items() if k not in TIMINGS}
+    return {
+        k: without_timings(v) if isinstance(v, dict) else v
+        for k, v in report.items()
+        if k not in TIMINGS
+    }
 
 
 @pytest.mark.slow
-def test_without_a_budget_a_slower_machine_gets_the_same_search_and_comparison(workdir,
-                                                                               monkeypatch):
+def test_without_a_budget_a_slower_machine_gets_the_same_search_and_comparison(
+    workdir, monkeypatch
+):
     """The committed profile bounds the search and compare by trials and epochs alone: a run
     whose every epoch takes longer (a sleeping callback) chooses, trains and scores the same."""
     import time
@@ -192,17 +207,24 @@ def test_without_a_budget_a_slower_machine_gets_the_same_search_and_comparison(w
     np.savez(processed / "test.npz", ids=ids, start=np.int64(0))
     params = tiny_params(charlm={"use_tuned": True, "epochs": 1})
     assert params.charlm.tune.max_minutes is None and params.charlm.compare.max_minutes is None
-    assert yaml.safe_load((ROOT / "params.yaml").read_text())["charlm"]["tune"][
-        "max_minutes"] is None  # the committed profile too
+    assert (
+        yaml.safe_load((ROOT / "params.yaml").read_text())["charlm"]["tune"]["max_minutes"] is None
+    )  # the committed profile too
 
     def run(name: str) -> tuple:
         models, reports = workdir / name / "models", workdir / name / "reports"
-        best, report, trials, resolved = tune_then_hparams("charlm", charlm_tune.tune, params,
-                                                           processed, models)
+        best, report, trials, resolved = tune_then_hparams(
+            "charlm", charlm_tune.tune, params, processed, models
+        )
         charlm_compare.compare(params, processed, processed / "vocab.json", resolved, reports)
         compare = json.loads((reports / "compare.json").read_text())
-        return (best, without_timings(report), trials, json.loads(resolved.read_text()),
-                without_timings(compare))
+        return (
+            best,
+            without_timings(report),
+            trials,
+            json.loads(resolved.read_text()),
+            without_timings(compare),
+        )
 
     fast = run("fast")
 
@@ -224,8 +246,11 @@ def test_without_a_budget_a_slower_machine_gets_the_same_search_and_comparison(w
 
 
 def test_crop_keeps_the_start_of_reviews():
-    split = {"ids": np.array([[5, 6, 7, 0], [8, 9, 0, 0]], "int32"),
-             "lengths": np.array([3, 2], "int32"), "labels": np.array([1, 0], "int8")}
+    split = {
+        "ids": np.array([[5, 6, 7, 0], [8, 9, 0, 0]], "int32"),
+        "lengths": np.array([3, 2], "int32"),
+        "labels": np.array([1, 0], "int8"),
+    }
     cropped = imdb_tune.crop(split, 2)
     assert cropped["ids"].tolist() == [[5, 6], [8, 9]]
     assert cropped["lengths"].tolist() == [2, 2]

@@ -43,8 +43,12 @@ def wait(until, seconds: float = 30) -> None:
 
 
 def test_the_exit_status_comes_back():
-    proc = subprocess.run(python_module("json.tool", "--no-such-option"), env=warm_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        python_module("json.tool", "--no-such-option"),
+        env=warm_env(),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2  # argparse's
     assert "unrecognized arguments: --no-such-option" in proc.stderr
 
@@ -52,9 +56,12 @@ def test_the_exit_status_comes_back():
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_a_signal_to_the_command_ends_the_forked_child_too(how):
     port = free_port()
-    proc = subprocess.Popen(python_module("http.server", str(port), "--bind", "127.0.0.1"),
-                            env=warm_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        python_module("http.server", str(port), "--bind", "127.0.0.1"),
+        env=warm_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait(lambda: listening(port))  # the child (forked from the runner) serves
         proc.send_signal(getattr(signal, how))

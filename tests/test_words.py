@@ -9,24 +9,54 @@ from rnnpipe.imdb import words
 
 def test_html_breaks_become_spaces():
     assert words.tokenize("Great.<br /><br />Loved it<br/>really<BR>") == [
-        "great", ".", "loved", "it", "really"]
+        "great",
+        ".",
+        "loved",
+        "it",
+        "really",
+    ]
 
 
 def test_lowercase_and_punctuation_split():
     assert words.tokenize('Wow!!! "Best" film, ever?') == [
-        "wow", "!", "!", "!", '"', "best", '"', "film", ",", "ever", "?"]
+        "wow",
+        "!",
+        "!",
+        "!",
+        '"',
+        "best",
+        '"',
+        "film",
+        ",",
+        "ever",
+        "?",
+    ]
 
 
 def test_apostrophes_inside_words_are_kept():
     assert words.tokenize("I don't know, it isn't the film's fault") == [
-        "i", "don't", "know", ",", "it", "isn't", "the", "film's", "fault"]
+        "i",
+        "don't",
+        "know",
+        ",",
+        "it",
+        "isn't",
+        "the",
+        "film's",
+        "fault",
+    ]
     # typographic apostrophe, and quotes around a word
     assert words.tokenize("Don\u2019t 'quote' me") == ["don't", "'", "quote", "'", "me"]
 
 
 def test_unicode_letters_stay_words():
     assert words.tokenize("Café naïve Amélie 東京 Ünïcode") == [
-        "café", "naïve", "amélie", "東京", "ünïcode"]
+        "café",
+        "naïve",
+        "amélie",
+        "東京",
+        "ünïcode",
+    ]
     assert words.tokenize("a\u00a0b") == ["a", "b"]  # no-break space separates
 
 
@@ -46,8 +76,9 @@ def test_many_reviews_tokenize_like_one_at_a_time():
 
 
 def _vocab():
-    return words.build_vocabulary(["the film the end", "the film was great", "odd"],
-                                  max_tokens=10, min_count=2)
+    return words.build_vocabulary(
+        ["the film the end", "the film was great", "odd"], max_tokens=10, min_count=2
+    )
 
 
 def test_vocabulary_ranks_by_count_with_pad_and_oov_first():

@@ -40,31 +40,61 @@ def test_workflows_exist():
 
 
 def test_schema():
-    proc = run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
-                *map(str, WORKFLOWS)], ROOT, None)
+    proc = run(
+        [
+            tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, WORKFLOWS),
+        ],
+        ROOT,
+        None,
+    )
     assert "ok -- validation done" in proc.stdout
+
+
+def test_the_code_passes_the_lint_jobs_ruff():
+    # what the lint job runs (ci.yml, `make lint`): a formatting drift fails here first
+    paths = ["src", "tests", "benchmarks"]
+    run([tool("ruff"), "check", *paths], ROOT, None)
+    run([tool("ruff"), "format", "--check", *paths], ROOT, None)
 
 
 def test_schema_catches_a_broken_workflow(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("name: bad\non: [push]\njobs:\n  a:\n    stepz: []\n")
-    proc = run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
-                str(bad)], tmp_path, None, check=False)
+    proc = run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(bad)],
+        tmp_path,
+        None,
+        check=False,
+    )
     assert proc.returncode != 0 and "bad.yml" in proc.stdout + proc.stderr
 
 
 def test_zizmor_no_findings():
     # pedantic: the default findings plus the stricter ones (unnamed jobs, concurrency, ...)
-    run([tool("zizmor"), "--offline", "--persona=pedantic", "--no-progress",
-         str(ROOT / ".github" / "workflows")], ROOT, None)
+    run(
+        [
+            tool("zizmor"),
+            "--offline",
+            "--persona=pedantic",
+            "--no-progress",
+            str(ROOT / ".github" / "workflows"),
+        ],
+        ROOT,
+        None,
+    )
 
 
 def test_actionlint_no_findings():
     # a Go binary: CI's lint job builds it (ci.yml); here it runs when installed
     found = BIN / "actionlint" if (BIN / "actionlint").exists() else shutil.which("actionlint")
     if not found:
-        pytest.skip("actionlint is not installed (CI's lint job runs it: go install "
-                    "github.com/rhysd/actionlint/cmd/actionlint@v1.7.12)")
+        pytest.skip(
+            "actionlint is not installed (CI's lint job runs it: go install "
+            "github.com/rhysd/actionlint/cmd/actionlint@v1.7.12)"
+        )
     run([str(found), *map(str, WORKFLOWS)], ROOT, None)
 
 
@@ -72,10 +102,13 @@ def test_zizmor_catches_a_bad_workflow(tmp_path):
     """The check above would fail on findings: an unpinned, credential-keeping checkout."""
     bad = tmp_path / ".github" / "workflows" / "bad.yml"
     bad.parent.mkdir(parents=True)
-    bad.write_text("name: bad\non: [push]\njobs:\n  a:\n    runs-on: ubuntu-latest\n"
-                   "    steps:\n      - uses: actions/checkout@v4\n")
-    proc = run([tool("zizmor"), "--offline", "--no-progress", str(bad.parent)], tmp_path, None,
-               check=False)
+    bad.write_text(
+        "name: bad\non: [push]\njobs:\n  a:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - uses: actions/checkout@v4\n"
+    )
+    proc = run(
+        [tool("zizmor"), "--offline", "--no-progress", str(bad.parent)], tmp_path, None, check=False
+    )
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "unpinned-uses" in out and "artipacked" in out
@@ -101,9 +134,11 @@ def test_ci_lint_and_test():
     assert wf["on"]["push"] == {"branches": ["main"], "tags": ["*"]}
     # no separate smoke job: `make test` runs the whole tiny `dvc repro` already
     assert set(wf["jobs"]) == {"lint", "test", "scaleout", "python", "report"}
-    runs = {name: " ".join(s.get("run", "") for s in job["steps"])
-            for name, job in wf["jobs"].items()}
+    runs = {
+        name: " ".join(s.get("run", "") for s in job["steps"]) for name, job in wf["jobs"].items()
+    }
     assert "ruff check" in runs["lint"] and "actionlint" in runs["lint"]
+    assert "ruff format --check" in runs["lint"]
     assert "make test" in runs["test"]
     setup = [s for s in wf["jobs"]["test"]["steps"] if "setup-python" in s.get("uses", "")]
     assert setup[0]["with"]["python-version"] == "3.11" and setup[0]["with"]["cache"] == "pip"
@@ -115,10 +150,11 @@ def test_superseded_runs_cancelled_on_branches_not_on_main():
     for name in ("ci.yml", "drift.yml"):
         wf = load(ROOT / ".github" / "workflows" / name)
         assert wf["concurrency"]["group"] == "${{ github.workflow }}-${{ github.ref }}"
-        assert wf["concurrency"]["cancel-in-progress"] == \
-            "${{ github.ref != 'refs/heads/main' }}"
-    assert set(load(ROOT / ".github" / "workflows" / "drift.yml")["on"]) == \
-        {"schedule", "workflow_dispatch"}
+        assert wf["concurrency"]["cancel-in-progress"] == "${{ github.ref != 'refs/heads/main' }}"
+    assert set(load(ROOT / ".github" / "workflows" / "drift.yml")["on"]) == {
+        "schedule",
+        "workflow_dispatch",
+    }
 
 
 def test_other_pythons_install_unlocked():
@@ -153,11 +189,15 @@ def test_failed_gates_step_keeps_only_failed_gates(tmp_path):
         (quality / "docs").mkdir(parents=True)
         (quality / "docs" / "index.html").write_text("<html/>")
         (quality / "imdb_raw.json").write_text(f'{{\n  "success": {success}\n}}')
-    subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], check=True,
-                   env=os.environ | {"RUNNER_TEMP": str(tmp_path)})
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        check=True,
+        env=os.environ | {"RUNNER_TEMP": str(tmp_path)},
+    )
     kept = tmp_path / "artifacts" / "failed-gates"
-    assert [p.relative_to(kept).as_posix() for p in sorted(kept.rglob("index.html"))] == \
-        ["popen-gw0/test_bad0/repo/reports/quality/docs/index.html"]
+    assert [p.relative_to(kept).as_posix() for p in sorted(kept.rglob("index.html"))] == [
+        "popen-gw0/test_bad0/repo/reports/quality/docs/index.html"
+    ]
 
 
 def test_pr_report_summary_and_comment():
@@ -193,8 +233,9 @@ def test_gpu_job_manual_only_on_self_hosted_gpu():
     assert set(wf["on"]) == {"workflow_dispatch"}
     (job,) = wf["jobs"].values()
     # the labels from a repository variable, [self-hosted, gpu] without it
-    assert job["runs-on"] == \
-        """${{ fromJSON(vars.GPU_RUNNER_LABELS || '["self-hosted", "gpu"]') }}"""
+    assert (
+        job["runs-on"] == """${{ fromJSON(vars.GPU_RUNNER_LABELS || '["self-hosted", "gpu"]') }}"""
+    )
     runs = " ".join(s.get("run", "") for s in job["steps"])
     assert '".[dev,gpu]"' in runs
     assert "dvc repro" in runs and "pytest" in runs and "dvc push" in runs

@@ -11,8 +11,10 @@ import yaml
 
 POS_WORDS = "wonderful great brilliant moving superb loved best beautiful fun charming".split()
 NEG_WORDS = "awful boring terrible worst waste dull bad stupid poor annoying".split()
-FILLER = ("the film movie plot actors story was and it a of this I to in is that with "
-          "but don't isn't characters scene end").split()
+FILLER = (
+    "the film movie plot actors story was and it a of this I to in is that with "
+    "but don't isn't characters scene end"
+).split()
 
 
 def review(rng: random.Random, positive: bool, n_words: int = 40) -> str:
@@ -35,8 +37,9 @@ def movie_url(movie: int) -> str:
     return f"http://www.imdb.com/title/tt{movie:07d}/usercomments"
 
 
-def imdb_members(n_per_folder: int = 20, n_unsup: int = 10, seed: int = 0,
-                 reviews_per_movie: int = 2) -> dict[str, bytes]:
+def imdb_members(
+    n_per_folder: int = 20, n_unsup: int = 10, seed: int = 0, reviews_per_movie: int = 2
+) -> dict[str, bytes]:
     """name -> bytes of a small aclImdb archive with the official layout: ids restart at 0 in
     every folder, and urls_<folder>.txt gives each review's movie (line i for review i), a
     movie having `reviews_per_movie` reviews; train and test share no movie."""
@@ -71,9 +74,11 @@ def write_imdb_archive(path: Path, members: dict[str, bytes] | None = None, **kw
     return path
 
 
-NOVEL_WORDS = ("the island engineer sailors cyrus harding pencroft herbert neb spilett balloon "
-               "sea rock cave fire wood granite house beach forest north south wind storm "
-               "captain nemo said he they were was and of to in on at").split()
+NOVEL_WORDS = (
+    "the island engineer sailors cyrus harding pencroft herbert neb spilett balloon "
+    "sea rock cave fire wood granite house beach forest north south wind storm "
+    "captain nemo said he they were was and of to in on at"
+).split()
 
 
 def novel_body(n_chars: int = 20_000, seed: int = 0) -> str:
@@ -116,8 +121,9 @@ GUTENBERG_LAYOUTS = {
 }
 
 
-def gutenberg_text(body: str | None = None, *, layout: str = "2016", header: bool = True,
-                   footer: bool = True) -> str:
+def gutenberg_text(
+    body: str | None = None, *, layout: str = "2016", header: bool = True, footer: bool = True
+) -> str:
     """A Project Gutenberg style file (CRLF line ends, licence header and footer) in the
     `layout` of GUTENBERG_LAYOUTS."""
     body = novel_body() if body is None else body
@@ -135,6 +141,19 @@ def write_gutenberg(path: Path, text: str | None = None, **kwargs) -> Path:
     text = gutenberg_text(**kwargs) if text is None else text
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     return path
+
+
+# a char LM small enough to build, save and score in a second (registry and packaging tests)
+SMALL_CHAR_LM = {
+    "embedding_dim": 4,
+    "cell": "GRU",
+    "units": 8,
+    "layers": 1,
+    "dropout": 0.0,
+    "learning_rate": 1e-3,
+    "clipnorm": 1.0,
+    "seq_length": 16,
+}
 
 
 def sentiment_params(**keys):

@@ -146,8 +146,11 @@ def run_child(conn: socket.socket, fds: list[int], request: dict) -> None:
 
     threading.Thread(target=client_gone, daemon=True).start()
     status = 1
-    programs = {"rnnpipe": run_rnnpipe, "dvc": run_dvc,
-                "module": lambda: run_module(request["module"])}
+    programs = {
+        "rnnpipe": run_rnnpipe,
+        "dvc": run_dvc,
+        "module": lambda: run_module(request["module"]),
+    }
     try:
         status = programs[request["program"]]()
     except SystemExit as e:
@@ -207,7 +210,10 @@ if __name__ == "__main__":
     elif sys.argv[1] == "run":
         name, sys.argv = sys.argv[2], [sys.argv[2], *sys.argv[3:]]
         path = warm_socket()
-        sys.exit(hand_over(path, {"program": "module", "module": name, "argv": sys.argv})
-                 if path else run_module(name))
+        sys.exit(
+            hand_over(path, {"program": "module", "module": name, "argv": sys.argv})
+            if path
+            else run_module(name)
+        )
     else:
         sys.exit("usage: python -m tests.warm_stages serve SOCKET | run MODULE [ARGS]")

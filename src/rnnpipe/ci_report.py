@@ -24,8 +24,9 @@ DATA = "<DVC_METRIC_DATA>"
 
 def dvc(*args: str, cwd: Path) -> str:
     exe = Path(sys.executable).with_name("dvc")
-    proc = subprocess.run([str(exe) if exe.exists() else "dvc", *args], cwd=cwd,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(exe) if exe.exists() else "dvc", *args], cwd=cwd, capture_output=True, text=True
+    )
     if proc.returncode:
         raise SystemExit(f"dvc {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc.stdout
@@ -55,16 +56,20 @@ def changed_plots(base: str, cwd: Path) -> dict[str, dict]:
             rows: dict[str, list] = {rev: [] for rev in r.get("revisions", [])}
             for point in anchors.get(DATA, []):
                 rows.setdefault(point["rev"], []).append(
-                    {k: v for k, v in point.items() if k != "rev"})
+                    {k: v for k, v in point.items() if k != "rev"}
+                )
             if len({json.dumps(v, sort_keys=True) for v in rows.values()}) < 2:
                 continue  # the same data in both revisions
             spec = r.get("content", {})
-            plots[name] = {"x": next(_fields(spec, "x"), None),
-                           "matrix": '"rect"' in json.dumps(spec),  # the confusion template
-                           "y": next(_fields(spec, "y"), None), "rows": rows,
-                           "title": anchors.get("<DVC_METRIC_TITLE>", name),
-                           "x_label": anchors.get("<DVC_METRIC_X_LABEL>", ""),
-                           "y_label": anchors.get("<DVC_METRIC_Y_LABEL>", "")}
+            plots[name] = {
+                "x": next(_fields(spec, "x"), None),
+                "matrix": '"rect"' in json.dumps(spec),  # the confusion template
+                "y": next(_fields(spec, "y"), None),
+                "rows": rows,
+                "title": anchors.get("<DVC_METRIC_TITLE>", name),
+                "x_label": anchors.get("<DVC_METRIC_X_LABEL>", ""),
+                "y_label": anchors.get("<DVC_METRIC_Y_LABEL>", ""),
+            }
     return plots
 
 
@@ -92,14 +97,22 @@ def draw(plot: dict, path: Path) -> None:
             series: dict[str, list] = {}
             for p in ps:
                 # several y columns: DVC gives each point one, named by `field`
-                key, value = ((p["field"], p["dvc_inferred_y_value"])
-                              if "dvc_inferred_y_value" in p else (y, p.get(y)))
+                key, value = (
+                    (p["field"], p["dvc_inferred_y_value"])
+                    if "dvc_inferred_y_value" in p
+                    else (y, p.get(y))
+                )
                 series.setdefault(key, []).append((_number(p.get(x)), _number(value)))
             for key, xy in series.items():
                 xy = sorted(v for v in xy if None not in v)
                 color = colors.setdefault(key, f"C{len(colors)}")  # a field keeps its color
-                ax.plot(*zip(*xy, strict=True), style, marker=".", color=color,
-                        label=f"{key} ({rev})" if len(series) > 1 else rev)
+                ax.plot(
+                    *zip(*xy, strict=True),
+                    style,
+                    marker=".",
+                    color=color,
+                    label=f"{key} ({rev})" if len(series) > 1 else rev,
+                )
         ax.set_xlabel(plot["x_label"] or x)
         ax.set_ylabel(plot["y_label"] or y or "")
         ax.legend(fontsize="small")
@@ -107,8 +120,9 @@ def draw(plot: dict, path: Path) -> None:
         labels = sorted({str(p[k]) for p in points for k in (x, y)})
         fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 4), squeeze=False)
         for ax, (rev, ps) in zip(axes[0], rows.items(), strict=True):
-            counts = [[sum(str(p[x]) == a and str(p[y]) == b for p in ps) for a in labels]
-                      for b in labels]
+            counts = [
+                [sum(str(p[x]) == a and str(p[y]) == b for p in ps) for a in labels] for b in labels
+            ]
             ax.imshow(counts, cmap="Blues")
             for i, line in enumerate(counts):
                 for j, n in enumerate(line):
@@ -138,9 +152,21 @@ def report(base: str, cwd: Path, plots_dir: Path | None = None) -> str:
     metrics = _table(dvc("metrics", "diff", base, "--md", cwd=cwd))
     params = _table(dvc("params", "diff", base, "--md", cwd=cwd))
     plots = changed_plots(base, cwd)
-    lines = [MARKER, f"## Pipeline report: this change against `{base}`", "",
-             "### Metrics", "", metrics or "No metric changed.", "",
-             "### Params", "", params or "No param changed.", "", "### Plots", ""]
+    lines = [
+        MARKER,
+        f"## Pipeline report: this change against `{base}`",
+        "",
+        "### Metrics",
+        "",
+        metrics or "No metric changed.",
+        "",
+        "### Params",
+        "",
+        params or "No param changed.",
+        "",
+        "### Plots",
+        "",
+    ]
     if not plots:
         lines.append("No plot changed.")
     for name, plot in plots.items():
@@ -154,8 +180,11 @@ def report(base: str, cwd: Path, plots_dir: Path | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rnnpipe.ci_report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m rnnpipe.ci_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--base", required=True, help="the git revision to compare with")
     parser.add_argument("--out", type=Path, required=True, help="the Markdown file to write")
     parser.add_argument("--plots-dir", type=Path, help="draw the changed plots here (PNG)")

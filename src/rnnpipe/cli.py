@@ -11,13 +11,12 @@ import logging
 import os
 import pkgutil
 import sys
-from pathlib import Path
 
+from rnnpipe.core.codedeps import SRC, module_file
 from rnnpipe.core.commands import COMMANDS, PROJECTS, module_of
 from rnnpipe.core.errors import PipelineError, UsageError
 
 log = logging.getLogger("rnnpipe")
-SRC = Path(__file__).resolve().parents[1]  # the folder that holds the package
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the stage's own log
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # no usage statistics from Great Expectations (offline machines)
@@ -37,17 +36,10 @@ def _selected(argv: list[str]) -> tuple[str | None, str | None]:
 # The listing (help, a bad name) reads the @command decorators from the source instead of
 # importing every module: importing them all takes TensorFlow, MLflow and GX, 7-10 s.
 
-def _file(module: str) -> Path | None:
-    base = SRC / module.replace(".", "/")
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
 
 @functools.cache
 def _body(module: str) -> list[ast.stmt]:
-    return ast.parse(_file(module).read_text(encoding="utf-8")).body
+    return ast.parse(module_file(module).read_text(encoding="utf-8")).body
 
 
 def _imported(module: str, name: str) -> str | None:
@@ -55,11 +47,11 @@ def _imported(module: str, name: str) -> str | None:
     for stmt in _body(module):
         if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
             for a in stmt.names:
-                if (a.asname or a.name) == name and _file(f"{stmt.module}.{a.name}"):
+                if (a.asname or a.name) == name and module_file(f"{stmt.module}.{a.name}"):
                     return f"{stmt.module}.{a.name}"
         elif isinstance(stmt, ast.Import):
             for a in stmt.names:
-                if a.asname == name and _file(a.name):
+                if a.asname == name and module_file(a.name):
                     return a.name
     return None
 
@@ -69,9 +61,10 @@ def _lookup(module: str, name: str):
     it from)."""
     for stmt in _body(module):
         if isinstance(stmt, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
+            isinstance(t, ast.Name) and t.id == name for t in stmt.targets
+        ):
             return _value(module, stmt.value)
-        if isinstance(stmt, ast.ImportFrom) and _file(stmt.module or ""):
+        if isinstance(stmt, ast.ImportFrom) and module_file(stmt.module or ""):
             for a in stmt.names:
                 if (a.asname or a.name) == name:
                     return _lookup(stmt.module, a.name)
@@ -81,8 +74,11 @@ def _lookup(module: str, name: str):
 def _value(module: str, node: ast.expr):
     if isinstance(node, ast.Name):
         return _lookup(module, node.id)
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-            and (source := _imported(module, node.value.id)):
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and (source := _imported(module, node.value.id))
+    ):
         return _lookup(source, node.attr)
     return ast.literal_eval(node)
 
@@ -93,7 +89,7 @@ def _static_help(project: str, name: str) -> str | None:
     todo, seen = [module_of(project, name)], set()
     while todo:
         module = todo.pop(0)
-        if module in seen or not _file(module):
+        if module in seen or not module_file(module):
             continue
         seen.add(module)
         for stmt in _body(module):
@@ -102,12 +98,17 @@ def _static_help(project: str, name: str) -> str | None:
             elif isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("rnnpipe"):
                 todo += [stmt.module] + [f"{stmt.module}.{a.name}" for a in stmt.names]
             for d in getattr(stmt, "decorator_list", []):
-                if not (isinstance(d, ast.Call) and isinstance(d.func, ast.Name)
-                        and d.func.id == "command" and len(d.args) >= 2):
+                if not (
+                    isinstance(d, ast.Call)
+                    and isinstance(d.func, ast.Name)
+                    and d.func.id == "command"
+                    and len(d.args) >= 2
+                ):
                     continue
                 projects, named = _value(module, d.args[0]), _value(module, d.args[1])
-                if named == name and project in ((projects,) if isinstance(projects, str)
-                                                 else projects):
+                if named == name and project in (
+                    (projects,) if isinstance(projects, str) else projects
+                ):
                     kw = {k.arg: k.value for k in d.keywords}
                     return _value(module, kw["help"])
     return None
@@ -148,13 +149,17 @@ def build_parser(argv: list[str] | None = None, every: bool = False) -> argparse
         "Projects: imdb (sentiment of movie reviews), charlm (character-level language "
         "model of The Mysterious Island). Usually run through `dvc repro`.",
     )
-    parser.add_argument("--params", default="params.yaml",
-                        help="params file (default: %(default)s)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
     projects = parser.add_subparsers(dest="project", metavar="PROJECT", required=True)
     for project in PROJECTS:
-        pp = projects.add_parser(project, help=f"commands: {', '.join(listed[project])}",
-                                 description=f"Commands of the {project} project.")
+        pp = projects.add_parser(
+            project,
+            help=f"commands: {', '.join(listed[project])}",
+            description=f"Commands of the {project} project.",
+        )
         sub = pp.add_subparsers(dest="command", metavar="COMMAND", required=True)
         for name, text in listed[project].items():
             cp = sub.add_parser(name, help=text, description=text)
@@ -176,15 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     cmd = args._command
     kwargs = {
-        k: v for k, v in vars(args).items()
+        k: v
+        for k, v in vars(args).items()
         if k in inspect.signature(cmd.func).parameters and k != "params"
     }
     try:
         if cmd.needs_params:
             from rnnpipe.core.params import load_params
 
-            cmd.func(load_params(args.params, args.project,
-                                 stage=f"{args.project} {args.command}"), **kwargs)
+            cmd.func(
+                load_params(args.params, args.project, stage=f"{args.project} {args.command}"),
+                **kwargs,
+            )
         else:
             cmd.func(**kwargs)
     except (PipelineError, OSError) as e:

@@ -85,6 +85,7 @@ print(json.dumps({"uri": uri, "names": names}))
 
 # -- the slice ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Slice:
     reviews: dict[tuple[str, str], int]  # (split, folder) -> its first n reviews
@@ -101,8 +102,10 @@ def data_slice(params: Params) -> Slice:
     for split, key in (("train", "train_valid_size"), ("test", "test_size")):
         size = getattr(check, key)
         if size % 2 or size == 0:
-            raise BadInput(f"imdb.check_raw.{key} ({size}): the demo takes half of it from "
-                           f"{split}/pos and half from {split}/neg, so it must be even and > 0")
+            raise BadInput(
+                f"imdb.check_raw.{key} ({size}): the demo takes half of it from "
+                f"{split}/pos and half from {split}/neg, so it must be even and > 0"
+            )
         reviews |= {(split, folder): size // 2 for folder in LABELS}
     if params.imdb.ingest.include_unsup:
         if check.unsup_size == 0:
@@ -161,15 +164,18 @@ def slice_imdb(src: Path, dest: Path, reviews: dict[tuple[str, str], int]) -> di
         raise BadInput(str(e)) from None
     for (split, folder), n in reviews.items():
         if found[(split, folder)] != n:
-            raise BadInput(f"{src}: aclImdb/{split}/{folder} has {found[(split, folder)]} "
-                           f"reviews with an id below {n}; the profile's imdb.check_raw asks "
-                           f"for {n}")
+            raise BadInput(
+                f"{src}: aclImdb/{split}/{folder} has {found[(split, folder)]} "
+                f"reviews with an id below {n}; the profile's imdb.check_raw asks "
+                f"for {n}"
+            )
         if urls.get((split, folder), n) != n:
-            raise BadInput(f"{src}: aclImdb/{split}/urls_{folder}.txt has "
-                           f"{urls[(split, folder)]} lines, fewer than {n}")
+            raise BadInput(
+                f"{src}: aclImdb/{split}/urls_{folder}.txt has "
+                f"{urls[(split, folder)]} lines, fewer than {n}"
+            )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f,
-                                              mtime=0) as gz:
+    with open(dest, "wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
             for name in sorted(folders | set(files)):
                 if name in files:
@@ -196,8 +202,10 @@ def slice_novel(src: Path, dest: Path, chars: int, max_chars: int, ingest) -> in
     except PipelineError as e:
         raise BadInput(f"{src}: {e}") from None
     if len(novel) < chars:
-        raise BadInput(f"{src}: the novel has {len(novel)} characters, fewer than the "
-                       f"{chars} of charlm.check_raw.min_chars")
+        raise BadInput(
+            f"{src}: the novel has {len(novel)} characters, fewer than the "
+            f"{chars} of charlm.check_raw.min_chars"
+        )
     part, end = "", chars - 1
     while len(part) < chars:  # the first line end at or after `chars` (trailing blanks out)
         end = novel.find("\n", end + 1)
@@ -205,12 +213,13 @@ def slice_novel(src: Path, dest: Path, chars: int, max_chars: int, ingest) -> in
         if end < 0:
             break
     if len(part) > max_chars:
-        raise BadInput(f"the novel's first {chars} characters to the end of that line are "
-                       f"{len(part)}, more than charlm.check_raw.max_chars ({max_chars})")
+        raise BadInput(
+            f"the novel's first {chars} characters to the end of that line are "
+            f"{len(part)}, more than charlm.check_raw.max_chars ({max_chars})"
+        )
     start = text.index(novel)
-    cut = text[:start] + part + "\n" + text[start + len(novel):]
-    assert cut_novel(cut, ingest.start_marker, ingest.end_markers,
-                     ingest.header_markers) == part
+    cut = text[:start] + part + "\n" + text[start + len(novel) :]
+    assert cut_novel(cut, ingest.start_marker, ingest.end_markers, ingest.header_markers) == part
     if b"\r\n" in raw:
         cut = cut.replace("\n", "\r\n")
     bom = codecs.BOM_UTF8 if raw.startswith(codecs.BOM_UTF8) else b""
@@ -238,12 +247,18 @@ def make_mirror(params: Params, sources: dict[str, Path], dest: Path) -> dict[st
     """The sliced mirror folder `dest`; what it holds."""
     part = data_slice(params)
     reviews = slice_imdb(sources["imdb"], dest / params.imdb.download.filename, part.reviews)
-    chars = slice_novel(sources["charlm"], dest / params.charlm.download.filename,
-                        part.novel_chars, part.novel_max_chars, params.charlm.ingest)
+    chars = slice_novel(
+        sources["charlm"],
+        dest / params.charlm.download.filename,
+        part.novel_chars,
+        part.novel_max_chars,
+        params.charlm.ingest,
+    )
     return {"reviews": reviews, "novel_chars": chars}
 
 
 # -- the profile and the store ----------------------------------------------------------------
+
 
 def load_profile(root: Path, path: Path) -> Params:
     """The demo profile, validated; its model names must not be the workspace's."""
@@ -259,9 +274,11 @@ def load_profile(root: Path, path: Path) -> Params:
         name = getattr(params, project).promote.model_name
         theirs = ((workspace.get(project) or {}).get("promote") or {}).get("model_name")
         if name == theirs:
-            raise BadInput(f"{path}: {project}.promote.model_name is {name!r}, the workspace's "
-                           f"model name: the demo would register its models there and could "
-                           f"take the champion alias; name them apart (e.g. {name}{SUFFIX})")
+            raise BadInput(
+                f"{path}: {project}.promote.model_name is {name!r}, the workspace's "
+                f"model name: the demo would register its models there and could "
+                f"take the champion alias; name them apart (e.g. {name}{SUFFIX})"
+            )
     return params
 
 
@@ -270,28 +287,41 @@ def start_store_check(root: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in verify.DROPPED_ENV}
     env[SUFFIX_ENV] = SUFFIX
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return subprocess.Popen([sys.executable, "-c", STORE_SCRIPT, *PROJECTS], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", STORE_SCRIPT, *PROJECTS],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def store_answer(proc: subprocess.Popen) -> dict:
     out, err = proc.communicate()
     if proc.returncode:
-        raise BadInput(f"cannot open the MLflow store for the demo's experiments:\n"
-                       f"{err[-2000:]}")
+        raise BadInput(f"cannot open the MLflow store for the demo's experiments:\n{err[-2000:]}")
     return json.loads(out.strip().splitlines()[-1])
 
 
 # -- the run ----------------------------------------------------------------------------------
 
-def repro(dvc_cmd: str, copy: Path, env: dict[str, str]
-          ) -> tuple[int, list[tuple[float, str]], float]:
+
+def repro(
+    dvc_cmd: str, copy: Path, env: dict[str, str]
+) -> tuple[int, list[tuple[float, str]], float]:
     """`dvc repro -f --no-commit` in the copy, its output going on to stderr: (exit status,
     (time, line) of each line, the time it ended)."""
     events = []
-    with subprocess.Popen([dvc_cmd, "repro", "-f", "--no-commit"], cwd=copy, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace") as proc:
+    with subprocess.Popen(
+        [dvc_cmd, "repro", "-f", "--no-commit"],
+        cwd=copy,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as proc:
         for line in proc.stdout:
             sys.stderr.write(line)
             events.append((time.monotonic(), line))
@@ -302,8 +332,10 @@ def stage_times(events: Iterable[tuple[float, str]], end: float) -> list[tuple[s
     """(stage, seconds) in the order DVC ran them: from its `Running stage` line to the
     next one's (the last: to `end`)."""
     starts = [(t, m.group(1)) for t, line in events if (m := STAGE_LINE.search(line))]
-    return [(name, (starts[i + 1][0] if i + 1 < len(starts) else end) - t)
-            for i, (t, name) in enumerate(starts)]
+    return [
+        (name, (starts[i + 1][0] if i + 1 < len(starts) else end) - t)
+        for i, (t, name) in enumerate(starts)
+    ]
 
 
 def _minutes(seconds: float) -> str:
@@ -321,8 +353,10 @@ def _read(path: Path) -> dict:
 def headline(copy: Path) -> list[str]:
     """The demo's results, one line per project."""
     lines = []
-    metrics, baseline = _read(copy / "reports/imdb/metrics.json"), _read(
-        copy / "reports/imdb/baseline.json")
+    metrics, baseline = (
+        _read(copy / "reports/imdb/metrics.json"),
+        _read(copy / "reports/imdb/baseline.json"),
+    )
     test = metrics.get("test", {})
     if "accuracy" in test:
         line = f"imdb:   test accuracy {test['accuracy']:.4f} ({test.get('n', '?')} reviews)"
@@ -342,8 +376,9 @@ def _promotion(path: Path) -> str:
     p = _read(path)
     if "model_name" not in p:
         return ""
-    return f"; registered {p['model_name']} version {p.get('version', '?')} " \
-           f"({p.get('decision', '?')})"
+    return (
+        f"; registered {p['model_name']} version {p.get('version', '?')} ({p.get('decision', '?')})"
+    )
 
 
 def ui_command(uri: str) -> str:
@@ -376,9 +411,12 @@ def demo(root: Path, profile: Path, mirror: Path | None, keep: bool) -> int:
         env[SUFFIX_ENV] = SUFFIX
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         reviews = sum(held["reviews"].values())
-        print(f"demo: {reviews} reviews and {held['novel_chars']} characters of the novel in "
-              f"{sliced}; running every stage in {copy} (MLflow: {env['MLFLOW_TRACKING_URI']}, "
-              f"experiments {names})", file=sys.stderr)
+        print(
+            f"demo: {reviews} reviews and {held['novel_chars']} characters of the novel in "
+            f"{sliced}; running every stage in {copy} (MLflow: {env['MLFLOW_TRACKING_URI']}, "
+            f"experiments {names})",
+            file=sys.stderr,
+        )
         setup = time.monotonic() - began
         code, events, end = repro(dvc_cmd, copy, env)
         times = stage_times(events, end)
@@ -388,24 +426,41 @@ def demo(root: Path, profile: Path, mirror: Path | None, keep: bool) -> int:
             check.kill()
             check.wait()
         if keep:
-            print(f"demo: scratch folder kept in {scratch} (the copy {copy}, the sliced data "
-                  f"{sliced})")
+            print(
+                f"demo: scratch folder kept in {scratch} (the copy {copy}, the sliced data "
+                f"{sliced})"
+            )
         else:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def report(stages: dict, times: list[tuple[str, float]], code: int, setup: float,
-           total: float, copy: Path, store: dict, env: dict[str, str], keep: bool) -> int:
+def report(
+    stages: dict,
+    times: list[tuple[str, float]],
+    code: int,
+    setup: float,
+    total: float,
+    copy: Path,
+    store: dict,
+    env: dict[str, str],
+    keep: bool,
+) -> int:
     ran = [name for name, _ in times]
     missing = [name for name in stages if name not in ran]
     if code == 0 and not missing:
-        print(f"\ndemo: all {len(ran)} stages ran in {_minutes(total)} (set-up "
-              f"{_minutes(setup)}: the scratch copy and the data slice)")
+        print(
+            f"\ndemo: all {len(ran)} stages ran in {_minutes(total)} (set-up "
+            f"{_minutes(setup)}: the scratch copy and the data slice)"
+        )
     else:
-        failed = f"dvc repro exited {code} in {ran[-1]}" if code and ran else \
-            f"dvc repro exited {code}"
-        print(f"\ndemo: FAILED: {failed}; {len(missing)} stage(s) did not run"
-              + (f": {', '.join(missing)}" if missing else "") + " (the output is above)")
+        failed = (
+            f"dvc repro exited {code} in {ran[-1]}" if code and ran else f"dvc repro exited {code}"
+        )
+        print(
+            f"\ndemo: FAILED: {failed}; {len(missing)} stage(s) did not run"
+            + (f": {', '.join(missing)}" if missing else "")
+            + " (the output is above)"
+        )
     width = max((len(n) for n in ran), default=5) + 2
     print(f"{'stage':<{width}}{'seconds':>8}")
     for name, seconds in times:
@@ -416,11 +471,14 @@ def report(stages: dict, times: list[tuple[str, float]], code: int, setup: float
         print("\n" + "\n".join(lines))
     uri = env["MLFLOW_TRACKING_URI"]
     print("\nWhere to look:")
-    models = ", ".join(_read(copy / f"reports/{p}/promotion.json").get("model_name", "")
-                       for p in PROJECTS).strip(", ")
+    models = ", ".join(
+        _read(copy / f"reports/{p}/promotion.json").get("model_name", "") for p in PROJECTS
+    ).strip(", ")
     print(f"  {ui_command(uri)}")
-    print(f"    experiments {', '.join(store['names'].values())}"
-          + (f"; registered models {models}" if models else ""))
+    print(
+        f"    experiments {', '.join(store['names'].values())}"
+        + (f"; registered models {models}" if models else "")
+    )
     if keep:
         print(f"  {copy / 'reports'}/    metrics, plots, promotion decisions, compare.md")
     else:
@@ -432,15 +490,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rnnpipe.demo",
         description="Every stage of both projects on a slice of the real data, tiny models, "
-                    "in a scratch copy; the runs go to your MLflow store under experiments of "
-                    "their own.")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the scratch folder (the copy's reports/, the sliced data)")
-    parser.add_argument("--params", type=Path, metavar="FILE",
-                        help=f"the profile (default: {PROFILE} in the project's root)")
-    parser.add_argument("--mirror", type=Path, metavar="DIR",
-                        help="the folder of the real data files to slice (default: the "
-                             "workspace's mirror)")
+        "in a scratch copy; the runs go to your MLflow store under experiments of "
+        "their own.",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scratch folder (the copy's reports/, the sliced data)",
+    )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        metavar="FILE",
+        help=f"the profile (default: {PROFILE} in the project's root)",
+    )
+    parser.add_argument(
+        "--mirror",
+        type=Path,
+        metavar="DIR",
+        help="the folder of the real data files to slice (default: the workspace's mirror)",
+    )
     args = parser.parse_args(argv)
     try:
         root = verify.find_root(Path.cwd())

@@ -29,7 +29,9 @@ store are only read.
      the copy's registry starts empty). Everything else compares exactly (numbers too);
      the committed file is the workspace's, else the cache's copy of dvc.lock's md5;
    - differs: anything else, with the first differing value (a binary file such as
-     model.keras or an .npz: its md5), or a stage that failed or did not run.
+     model.keras or an .npz: its md5; a folder such as models/<project>/pyfunc: the first of
+     its files whose md5 differs from the cache's listing of the committed folder), or a stage
+     that failed or did not run.
 
 One line per stage, then a summary. Exit status: 0 when nothing differs, 1 when something
 does, 2 on bad input (not a DVC project, no dvc.lock, an unknown stage, inputs missing from
@@ -62,19 +64,36 @@ SAME_BYTES, SAME_RESULTS, DIFFERS = "same bytes", "same results", "differs"
 TIMING_NAMES = {"seconds", "minutes", "time", "duration", "train_minutes", "training_minutes"}
 TIMING_SUFFIXES = ("_seconds", "_per_second")
 RUN_KEYS = {"run_id"}
-REGISTRY_KEYS = {"version", "champion_version", "compared_with_version", "champion_metric",
-                 "decision", "reason"}  # in promotion.json
+REGISTRY_KEYS = {
+    "version",
+    "champion_version",
+    "compared_with_version",
+    "champion_metric",
+    "decision",
+    "reason",
+}  # in promotion.json
 TEXT_SUFFIXES = (".json", ".csv", ".md")
 # env of the user's MLflow runs, distributed search or an enclosing DVC stage: not the copy's
-DROPPED_ENV = ("MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME",
-               "MLFLOW_EXPERIMENT_ID", "RNNPIPE_TUNE_RUN_ID", "DVC_ROOT", "DVC_STAGE",
-               "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
+DROPPED_ENV = (
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "RNNPIPE_TUNE_RUN_ID",
+    "DVC_ROOT",
+    "DVC_STAGE",
+    "DVC_EXP_NAME",
+    "DVC_EXP_BASELINE_REV",
+)
 MISSING = object()
+
+
 class BadInput(Exception):
     """Exit status 2."""
 
 
 # -- comparison ---------------------------------------------------------------------------
+
 
 def is_timing(name: str) -> bool:
     """A timing: a JSON key, CSV column or Markdown table column (see the module's doc)."""
@@ -156,8 +175,12 @@ def md_diffs(old: str, new: str) -> Iterator[tuple]:
             header = None
         if x == y:
             continue
-        if header is not None and y is not MISSING and y.lstrip().startswith("|") and len(
-                _cells(x)) == len(_cells(y)) == len(header):
+        if (
+            header is not None
+            and y is not MISSING
+            and y.lstrip().startswith("|")
+            and len(_cells(x)) == len(_cells(y)) == len(header)
+        ):
             for name, c, d in zip(header, _cells(x), _cells(y), strict=True):
                 if c != d:
                     yield f"line {i + 1}, {name}", c, d, is_timing(name)
@@ -181,8 +204,7 @@ def _show(value, quoted: bool) -> str:
     """A value in a message: JSON's as JSON ("1" is not 1), a CSV or Markdown cell as it is."""
     if value is MISSING:
         return "<missing>"
-    text = value if isinstance(value, str) and not quoted else json.dumps(value,
-                                                                          ensure_ascii=False)
+    text = value if isinstance(value, str) and not quoted else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -193,9 +215,14 @@ class Verdict:
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (file, where): ignored
 
 
-def compare_output(path: str, locked_md5: str | None, new_md5: str | None,
-                   committed: bytes | None, cached: bytes | None, new: bytes | None
-                   ) -> Verdict:
+def compare_output(
+    path: str,
+    locked_md5: str | None,
+    new_md5: str | None,
+    committed: bytes | None,
+    cached: bytes | None,
+    new: bytes | None,
+) -> Verdict:
     """One output: `committed` is the workspace's copy (git's reports), `cached` the cache's
     object of `locked_md5`, `new` the rerun's bytes."""
     if new_md5 is None:
@@ -212,8 +239,9 @@ def compare_output(path: str, locked_md5: str | None, new_md5: str | None,
         for where, a, b, ignored in diffs:
             if not ignored:
                 quoted = path.endswith(".json")
-                return Verdict(DIFFERS, f"{path}: {where}: {_show(a, quoted)} != "
-                                        f"{_show(b, quoted)}")
+                return Verdict(
+                    DIFFERS, f"{path}: {where}: {_show(a, quoted)} != {_show(b, quoted)}"
+                )
         return Verdict(SAME_RESULTS, ignored=[(path, w) for w, *_ in diffs])
     if locked_md5 is None:
         return Verdict(DIFFERS, f"{path}: not in the committed dvc.lock")
@@ -236,6 +264,7 @@ def stage_verdict(verdicts: list[Verdict]) -> Verdict:
 
 # -- the project ----------------------------------------------------------------------------
 
+
 @dataclass
 class Stage:
     name: str
@@ -253,8 +282,9 @@ def find_root(start: Path) -> Path:
 
 def load_stages(root: Path) -> dict[str, Stage]:
     stages = {}
-    for name, spec in (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get(
-            "stages", {}).items():
+    for name, spec in (
+        (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages", {}).items()
+    ):
         outs, cached = [], set()
         for kind in ("outs", "metrics", "plots"):
             for entry in spec.get(kind) or []:
@@ -273,8 +303,14 @@ def _within(path: str, folder: str) -> bool:
 
 def upstream(stage: Stage, stages: dict[str, Stage]) -> set[str]:
     """The stages whose outputs `stage` reads."""
-    return {s.name for s in stages.values() if s.name != stage.name
-            for out in s.outs for dep in stage.deps if _within(out, dep) or _within(dep, out)}
+    return {
+        s.name
+        for s in stages.values()
+        if s.name != stage.name
+        for out in s.outs
+        for dep in stage.deps
+        if _within(out, dep) or _within(dep, out)
+    }
 
 
 def select(names: list[str] | None, stages: dict[str, Stage]) -> list[str]:
@@ -285,15 +321,22 @@ def select(names: list[str] | None, stages: dict[str, Stage]) -> list[str]:
     else:
         unknown = [n for n in names if n not in stages]
         if unknown:
-            raise BadInput(f"unknown stage(s) {', '.join(unknown)}; the stages are: "
-                           f"{', '.join(stages)}")
+            raise BadInput(
+                f"unknown stage(s) {', '.join(unknown)}; the stages are: {', '.join(stages)}"
+            )
         wanted = set(names)
         for name in names:
             project, _, command = name.partition("_")
-            if command == "register" and f"{project}_evaluate" in stages \
-                    and f"{project}_evaluate" not in wanted:
-                print(f"verify: {name} registers the model {project}_evaluate logs to MLflow: "
-                      f"rerunning {project}_evaluate too", file=sys.stderr)
+            if (
+                command == "register"
+                and f"{project}_evaluate" in stages
+                and f"{project}_evaluate" not in wanted
+            ):
+                print(
+                    f"verify: {name} registers the model {project}_evaluate logs to MLflow: "
+                    f"rerunning {project}_evaluate too",
+                    file=sys.stderr,
+                )
                 wanted.add(f"{project}_evaluate")
     done: list[str] = []
 
@@ -312,8 +355,10 @@ def select(names: list[str] | None, stages: dict[str, Stage]) -> list[str]:
 
 def lock_outs(lock: dict) -> dict[str, dict[str, dict]]:
     """stage -> out path -> its dvc.lock entry (md5, hash)."""
-    return {name: {o["path"]: o for o in stage.get("outs") or []}
-            for name, stage in (lock.get("stages") or {}).items()}
+    return {
+        name: {o["path"]: o for o in stage.get("outs") or []}
+        for name, stage in (lock.get("stages") or {}).items()
+    }
 
 
 def cache_object(cache: Path, entry: dict) -> Path:
@@ -335,10 +380,15 @@ def in_cache(cache: Path, entry: dict) -> bool:
 
 # -- the scratch copy -------------------------------------------------------------------------
 
+
 def _git_files(root: Path) -> list[str]:
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                              "--exclude-standard"], cwd=root, capture_output=True, check=True)
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError) as e:
         raise BadInput(f"cannot list the project's files with git in {root}: {e}") from None
     return [p for p in out.stdout.decode().split("\0") if p]
@@ -352,8 +402,7 @@ def make_copy(root: Path, copy: Path, cache: Path) -> None:
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, copy / rel, follow_symlinks=False)
     (copy / ".dvc").mkdir(exist_ok=True)
-    (copy / ".dvc" / "config.local").write_text(
-        f"[cache]\n    dir = {cache}\n    type = copy\n")
+    (copy / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache}\n    type = copy\n")
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
 
 
@@ -366,8 +415,11 @@ def mirror(root: Path) -> Path | None:
             params = yaml.safe_load((root / "params.yaml").read_text()) or {}
         except OSError:
             params = {}
-        found = {(p.get("download") or {}).get("mirror") or DEFAULT_MIRROR
-                 for p in params.values() if isinstance(p, dict) and "download" in p}
+        found = {
+            (p.get("download") or {}).get("mirror") or DEFAULT_MIRROR
+            for p in params.values()
+            if isinstance(p, dict) and "download" in p
+        }
         if len(found) > 1:
             return None
         value = found.pop() if found else DEFAULT_MIRROR
@@ -396,8 +448,15 @@ def dvc(env: dict[str, str]) -> str:
 def stream(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run `cmd`, its output going on to stderr as it comes; (exit status, output)."""
     lines = []
-    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+    with subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as proc:
         for line in proc.stdout:
             sys.stderr.write(line)
             lines.append(line)
@@ -406,17 +465,26 @@ def stream(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
 
 # -- main ---------------------------------------------------------------------------------------
 
-def checkout_inputs(selected: list[str], stages: dict[str, Stage], copy: Path, cache: Path,
-                    committed: dict[str, dict[str, dict]], dvc_cmd: str,
-                    env: dict[str, str]) -> None:
+
+def checkout_inputs(
+    selected: list[str],
+    stages: dict[str, Stage],
+    copy: Path,
+    cache: Path,
+    committed: dict[str, dict[str, dict]],
+    dvc_cmd: str,
+    env: dict[str, str],
+) -> None:
     """Check out of the cache what the selected stages read and neither git nor an earlier
     selected stage provides."""
     wanted, missing = set(), []
     for i, name in enumerate(selected):
         made_here = {out for s in selected[:i] for out in stages[s].outs}
         for dep in stages[name].deps:
-            if any(_within(dep, out) or _within(out, dep) for out in made_here) \
-                    or (copy / dep).exists():
+            if (
+                any(_within(dep, out) or _within(out, dep) for out in made_here)
+                or (copy / dep).exists()
+            ):
                 continue
             for producer in stages.values():
                 for out in producer.outs:
@@ -428,18 +496,25 @@ def checkout_inputs(selected: list[str], stages: dict[str, Stage], copy: Path, c
                     else:
                         wanted.add(out)
     if missing:
-        raise BadInput(f"not in the DVC cache {cache}: {', '.join(sorted(set(missing)))}: run "
-                       "`dvc pull` first (or `dvc repro` the stages that make them)")
+        raise BadInput(
+            f"not in the DVC cache {cache}: {', '.join(sorted(set(missing)))}: run "
+            "`dvc pull` first (or `dvc repro` the stages that make them)"
+        )
     if wanted:
         code, output = stream([dvc_cmd, "checkout", "-q", *sorted(wanted)], copy, env)
         if code:
-            raise BadInput(f"dvc checkout of the stages' inputs in the scratch copy exited "
-                           f"{code}")
+            raise BadInput(f"dvc checkout of the stages' inputs in the scratch copy exited {code}")
 
 
-def compare_stage(name: str, stages: dict[str, Stage], copy: Path, cache: Path,
-                  committed: dict[str, dict[str, dict]], rerun: dict[str, dict[str, dict]],
-                  snapshot: dict[str, bytes]) -> Verdict:
+def compare_stage(
+    name: str,
+    stages: dict[str, Stage],
+    copy: Path,
+    cache: Path,
+    committed: dict[str, dict[str, dict]],
+    rerun: dict[str, dict[str, dict]],
+    snapshot: dict[str, bytes],
+) -> Verdict:
     if name not in committed:
         return Verdict(DIFFERS, "not in the committed dvc.lock")
     old, new = committed[name], rerun.get(name, {})
@@ -452,23 +527,59 @@ def compare_stage(name: str, stages: dict[str, Stage], copy: Path, cache: Path,
             cached = obj.read_bytes() if obj.is_file() else None
         target = copy / path
         text = target.read_bytes() if path.endswith(TEXT_SUFFIXES) and target.is_file() else None
-        verdicts.append(compare_output(path, locked and locked.get("md5"),
-                                       fresh and fresh.get("md5"), snapshot.get(path), cached,
-                                       text))
+        v = compare_output(
+            path,
+            locked and locked.get("md5"),
+            fresh and fresh.get("md5"),
+            snapshot.get(path),
+            cached,
+            text,
+        )
+        if v.status == DIFFERS and locked is not None and target.is_dir():
+            v.detail = folder_diff(path, cache_object(cache, locked), target) or v.detail
+        verdicts.append(v)
     return stage_verdict(verdicts)
 
 
+def folder_diff(path: str, listing: Path, folder: Path) -> str | None:
+    """The first file of the folder output `path` whose md5 in the rerun's `folder` differs
+    from the committed folder's (DVC's .dir `listing` in the cache), as a message; None when
+    the listing is not in the cache or no file differs."""
+    try:
+        old = {e["relpath"]: e["md5"] for e in json.loads(listing.read_text())}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    new = {
+        f.relative_to(folder).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
+        for f in folder.rglob("*")
+        if f.is_file()
+    }
+    for rel in sorted(old.keys() | new.keys()):
+        a, b = old.get(rel, "<missing>"), new.get(rel, "<missing>")
+        if a != b:
+            return f"{path}/{rel}: md5 {a} != {b}"
+    return None
+
+
 def cache_dir(root: Path, dvc_cmd: str, env: dict[str, str]) -> Path:
-    proc = subprocess.run([dvc_cmd, "cache", "dir"], cwd=root, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [dvc_cmd, "cache", "dir"], cwd=root, env=env, capture_output=True, text=True
+    )
     if proc.returncode or not proc.stdout.strip():
         raise BadInput(f"`dvc cache dir` in {root} failed: {proc.stderr.strip()}")
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def rerun(names: list[str] | None, selected: list[str], stages: dict[str, Stage], copy: Path,
-          cache: Path, committed: dict[str, dict[str, dict]], dvc_cmd: str,
-          env: dict[str, str]) -> tuple[list[str], tuple[str | None, int] | None]:
+def rerun(
+    names: list[str] | None,
+    selected: list[str],
+    stages: dict[str, Stage],
+    copy: Path,
+    cache: Path,
+    committed: dict[str, dict[str, dict]],
+    dvc_cmd: str,
+    env: dict[str, str],
+) -> tuple[list[str], tuple[str | None, int] | None]:
     """Rerun in the copy: (the stages that ran through, (the stage that failed, exit status))."""
     ran: list[str] = []
     if not names:
@@ -484,8 +595,12 @@ def rerun(names: list[str] | None, selected: list[str], stages: dict[str, Stage]
     return ran, None
 
 
-def report(selected: list[str], ran: list[str], failure: tuple[str | None, int] | None,
-           compare: dict[str, Verdict]) -> int:
+def report(
+    selected: list[str],
+    ran: list[str],
+    failure: tuple[str | None, int] | None,
+    compare: dict[str, Verdict],
+) -> int:
     """One line per stage, the summary; the exit status."""
     counts = {SAME_BYTES: 0, SAME_RESULTS: 0, DIFFERS: 0}
     width = max(map(len, selected)) + 1
@@ -495,17 +610,23 @@ def report(selected: list[str], ran: list[str], failure: tuple[str | None, int] 
         elif failure and failure[0] == name:
             v = Verdict(DIFFERS, f"dvc repro failed (exit {failure[1]}; its output is above)")
         else:
-            v = Verdict(DIFFERS, f"not rerun ({failure[0] or 'dvc repro'} failed first)"
-                        if failure else "not rerun")
+            v = Verdict(
+                DIFFERS,
+                f"not rerun ({failure[0] or 'dvc repro'} failed first)" if failure else "not rerun",
+            )
         counts[v.status] += 1
         detail = f": {v.detail}" if v.status == DIFFERS else f" ({v.detail})" if v.detail else ""
         print(f"{name + ':':<{width}} {v.status}{detail}")
-    print(f"verify: {len(selected)} stage(s): {counts[SAME_BYTES]} same bytes, "
-          f"{counts[SAME_RESULTS]} same results, {counts[DIFFERS]} differ")
+    print(
+        f"verify: {len(selected)} stage(s): {counts[SAME_BYTES]} same bytes, "
+        f"{counts[SAME_RESULTS]} same results, {counts[DIFFERS]} differ"
+    )
     if counts[DIFFERS]:
-        print(f"verify: this machine's CPU is {machine.cpu()}; trained models and what follows "
-              f"them reproduce exactly only on the kind of CPU that made dvc.lock (README.md, "
-              f"\"Results of the default profile\", names it; MLflow's train runs: tag cpu)")
+        print(
+            f"verify: this machine's CPU is {machine.cpu()}; trained models and what follows "
+            f"them reproduce exactly only on the kind of CPU that made dvc.lock (README.md, "
+            f'"Results of the default profile", names it; MLflow\'s train runs: tag cpu)'
+        )
     return 1 if counts[DIFFERS] else 0
 
 
@@ -523,17 +644,32 @@ def verify(root: Path, names: list[str] | None, keep: bool) -> int:
         cache = cache_dir(root, dvc_cmd, env)
         make_copy(root, copy, cache)
         if MIRROR_ENV not in env:
-            print(f"verify: params.yaml names different data mirrors: each stage reads its "
-                  f"own, from {copy}", file=sys.stderr)
-        snapshot = {out: (copy / out).read_bytes() for name in selected
-                    for out in stages[name].outs if (copy / out).is_file()}
-        print(f"verify: rerunning {'every stage' if not names else ', '.join(selected)} in "
-              f"{copy}", file=sys.stderr)
+            print(
+                f"verify: params.yaml names different data mirrors: each stage reads its "
+                f"own, from {copy}",
+                file=sys.stderr,
+            )
+        snapshot = {
+            out: (copy / out).read_bytes()
+            for name in selected
+            for out in stages[name].outs
+            if (copy / out).is_file()
+        }
+        print(
+            f"verify: rerunning {'every stage' if not names else ', '.join(selected)} in {copy}",
+            file=sys.stderr,
+        )
         ran, failure = rerun(names, selected, stages, copy, cache, committed, dvc_cmd, env)
         new = lock_outs(yaml.safe_load((copy / "dvc.lock").read_text()) or {})
-        return report(selected, ran, failure, {
-            name: compare_stage(name, stages, copy, cache, committed, new, snapshot)
-            for name in ran})
+        return report(
+            selected,
+            ran,
+            failure,
+            {
+                name: compare_stage(name, stages, copy, cache, committed, new, snapshot)
+                for name in ran
+            },
+        )
     finally:
         if keep:
             print(f"verify: scratch copy kept in {copy}")
@@ -545,9 +681,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rnnpipe.verify",
         description="Rerun the pipeline (or --stages) in a scratch copy from the DVC cache and "
-                    "compare every output with dvc.lock and the committed reports.")
-    parser.add_argument("--stages", nargs="+", metavar="STAGE",
-                        help="only these stages (default: all), their inputs from the cache")
+        "compare every output with dvc.lock and the committed reports.",
+    )
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        metavar="STAGE",
+        help="only these stages (default: all), their inputs from the cache",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
     args = parser.parse_args(argv)
     try:

@@ -85,13 +85,17 @@ def split_reviews(root: Path) -> pd.DataFrame:
         raise PipelineError(f"cannot read the test split: {e}") from None
     df = df[df["split"] == "test"].reset_index(drop=True)
     if len(df) != len(labels):
-        raise PipelineError(f"{REVIEWS} has {len(df)} test reviews, {TEST} {len(labels)}: "
-                            "rerun encode (dvc repro imdb_encode)")
+        raise PipelineError(
+            f"{REVIEWS} has {len(df)} test reviews, {TEST} {len(labels)}: "
+            "rerun encode (dvc repro imdb_encode)"
+        )
     tokens = tokenize_array(df["text"]).value_lengths().fill_null(0).to_numpy()
     same = (df["label"].to_numpy() == labels) & (np.minimum(tokens, width) == lengths)
     if not same.all():
-        raise PipelineError(f"test review {int(np.argmin(same))} of {REVIEWS} is not the one "
-                            f"of {TEST} (label or token count): rerun encode")
+        raise PipelineError(
+            f"test review {int(np.argmin(same))} of {REVIEWS} is not the one "
+            f"of {TEST} (label or token count): rerun encode"
+        )
     return df.assign(length=lengths)
 
 
@@ -101,25 +105,30 @@ def evaluation(root: Path, labels: np.ndarray) -> Evaluation:
         metrics = json.loads((root / METRICS).read_text())["test"]
         confusion = pd.read_csv(root / CONFUSION)
         actual, predicted = confusion["actual"].to_numpy(), confusion["predicted"].to_numpy()
-        result = Evaluation(metrics["accuracy"], f"{METRICS} test.accuracy",
-                            metrics["threshold"], predicted)
+        result = Evaluation(
+            metrics["accuracy"], f"{METRICS} test.accuracy", metrics["threshold"], predicted
+        )
         n = metrics["n"]
     except KeyError as e:
-        raise PipelineError(f"no {e} in {METRICS} (test section) or {CONFUSION}: rerun "
-                            "evaluate") from None
+        raise PipelineError(
+            f"no {e} in {METRICS} (test section) or {CONFUSION}: rerun evaluate"
+        ) from None
     except (OSError, ValueError) as e:
         raise PipelineError(f"cannot read evaluate's results: {e}") from None
     if not (n == len(actual) == len(labels)) or (actual != labels).any():
-        raise PipelineError(f"{METRICS} (test.n {n}) and {CONFUSION} ({len(actual)} rows) are "
-                            f"not of the {len(labels)} test reviews of {TEST}: rerun evaluate")
+        raise PipelineError(
+            f"{METRICS} (test.n {n}) and {CONFUSION} ({len(actual)} rows) are "
+            f"not of the {len(labels)} test reviews of {TEST}: rerun evaluate"
+        )
     return result
 
 
 def first(evaluated: Evaluation, labels: np.ndarray, n: int) -> Evaluation:
     """evaluate's accuracy on the first n reviews alone."""
     right = int((evaluated.labels[:n] == labels[:n]).sum())
-    return Evaluation(right / n, f"{CONFUSION}, first {n} rows", evaluated.threshold,
-                      evaluated.labels[:n])
+    return Evaluation(
+        right / n, f"{CONFUSION}, first {n} rows", evaluated.threshold, evaluated.labels[:n]
+    )
 
 
 def default_uri(root: Path) -> str:
@@ -142,16 +151,14 @@ def _wait_for_ping(proc: subprocess.Popen, url: str, log: Path) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             last = (log.read_text(errors="replace").strip().splitlines() or ["(empty log)"])[-1]
-            raise PipelineError(f"the model server exited {proc.returncode}: {last} "
-                                f"(log: {log})")
+            raise PipelineError(f"the model server exited {proc.returncode}: {last} (log: {log})")
         try:
             if requests.get(f"{url}/ping", timeout=2).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.5)
-    raise PipelineError(f"the model server did not answer /ping in {START_TIMEOUT} s "
-                        f"(log: {log})")
+    raise PipelineError(f"the model server did not answer /ping in {START_TIMEOUT} s (log: {log})")
 
 
 @contextmanager
@@ -168,10 +175,26 @@ def served(model_uri: str, port: int, root: Path):
     log = Path(tempfile.mkdtemp(prefix="verify-serving-")) / "server.log"
     with open(log, "wb") as out:
         # a session of its own: its workers stop with the process group
-        proc = subprocess.Popen([mlflow, "models", "serve", "-m", model_uri, "--env-manager",
-                                 "local", "-h", "127.0.0.1", "-p", str(port)], cwd=root,
-                                env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                mlflow,
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_for_ping(proc, url, log)
@@ -207,14 +230,15 @@ def score(url: str, texts: list[str], order: np.ndarray) -> tuple[np.ndarray, np
     proba, label = np.full(len(texts), np.nan), np.full(len(texts), -1)
     with requests.Session() as s:
         for start in range(0, len(order), PER_REQUEST):
-            rows = order[start:start + PER_REQUEST]
-            r = s.post(f"{url}/invocations", json={"inputs": [texts[i] for i in rows]},
-                       timeout=300)
+            rows = order[start : start + PER_REQUEST]
+            r = s.post(f"{url}/invocations", json={"inputs": [texts[i] for i in rows]}, timeout=300)
             if r.status_code != 200:
-                hint = (" (the server's timeout: raise MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT)"
-                        if r.status_code == 504 else "")
-                raise PipelineError(f"/invocations answered {r.status_code}: "
-                                    f"{r.text[:300]}{hint}")
+                hint = (
+                    " (the server's timeout: raise MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT)"
+                    if r.status_code == 504
+                    else ""
+                )
+                raise PipelineError(f"/invocations answered {r.status_code}: {r.text[:300]}{hint}")
             answers = r.json()["predictions"]
             proba[rows] = [a["probability"] for a in answers]
             label[rows] = [a["label"] for a in answers]
@@ -237,36 +261,51 @@ def evaluate_proba(root: Path, n: int) -> np.ndarray | None:
     return predict_proba(model, data["ids"], data["lengths"])[:n].astype("float64")
 
 
-def compare(proba: np.ndarray, label: np.ndarray, truth: np.ndarray, evaluated: Evaluation,
-            p_evaluate: np.ndarray | None) -> bool:
+def compare(
+    proba: np.ndarray,
+    label: np.ndarray,
+    truth: np.ndarray,
+    evaluated: Evaluation,
+    p_evaluate: np.ndarray | None,
+) -> bool:
     """Print the report; True when the served accuracy equals evaluate's exactly."""
     right = int((label == truth).sum())
     accuracy = right / len(truth)
     print(f"served accuracy:   {accuracy!r} ({right} of {len(truth)} reviews right)")
     print(f"evaluate accuracy: {evaluated.accuracy!r} ({evaluated.source})")
     differ = np.flatnonzero(label != evaluated.labels)
-    print(f"labels unlike evaluate's: {len(differ)} of {len(truth)}; the served probability "
-          f"nearest the threshold {evaluated.threshold:.6g} is "
-          f"{np.abs(proba - evaluated.threshold).min():.2g} from it")
+    print(
+        f"labels unlike evaluate's: {len(differ)} of {len(truth)}; the served probability "
+        f"nearest the threshold {evaluated.threshold:.6g} is "
+        f"{np.abs(proba - evaluated.threshold).min():.2g} from it"
+    )
     if p_evaluate is not None:
-        print(f"max |p_served - p_evaluate|: {np.abs(proba - p_evaluate).max():.3g} "
-              f"(p_evaluate recomputed from {MODEL})")
+        print(
+            f"max |p_served - p_evaluate|: {np.abs(proba - p_evaluate).max():.3g} "
+            f"(p_evaluate recomputed from {MODEL})"
+        )
     for i in differ[:SHOWN]:
         recomputed = "" if p_evaluate is None else f" (p_evaluate {p_evaluate[i]:.9f})"
-        print(f"  review {i}: served probability {proba[i]:.9f}, label {label[i]}; "
-              f"evaluate's label {evaluated.labels[i]}{recomputed}; true label {truth[i]}")
+        print(
+            f"  review {i}: served probability {proba[i]:.9f}, label {label[i]}; "
+            f"evaluate's label {evaluated.labels[i]}{recomputed}; true label {truth[i]}"
+        )
     if len(differ) > SHOWN:
         print(f"  ... and {len(differ) - SHOWN} more")
     return accuracy == evaluated.accuracy
 
 
-def verify_serving(root: Path, model_uri: str | None, port: int | None, limit: int | None,
-                   order: str) -> int:
-    missing = [str(path) for path in (REVIEWS, TEST, METRICS, CONFUSION)
-               if not (root / path).is_file()]
+def verify_serving(
+    root: Path, model_uri: str | None, port: int | None, limit: int | None, order: str
+) -> int:
+    missing = [
+        str(path) for path in (REVIEWS, TEST, METRICS, CONFUSION) if not (root / path).is_file()
+    ]
     if missing:
-        raise PipelineError(f"no {', '.join(missing)} in {root}: dvc pull fetches them, or "
-                            "dvc repro imdb_evaluate makes them")
+        raise PipelineError(
+            f"no {', '.join(missing)} in {root}: dvc pull fetches them, or "
+            "dvc repro imdb_evaluate makes them"
+        )
     reviews = split_reviews(root)
     truth = reviews["label"].to_numpy()
     evaluated = evaluation(root, truth)
@@ -275,8 +314,10 @@ def verify_serving(root: Path, model_uri: str | None, port: int | None, limit: i
         evaluated = first(evaluated, truth, len(truth))
     uri = model_uri or default_uri(root)
     texts = reviews["text"].tolist()
-    print(f"verify-serving: {uri}, {len(texts)} test reviews as raw text, "
-          f"{-(-len(texts) // PER_REQUEST)} request(s) in {order} order")
+    print(
+        f"verify-serving: {uri}, {len(texts)} test reviews as raw text, "
+        f"{-(-len(texts) // PER_REQUEST)} request(s) in {order} order"
+    )
     with served(uri, port or free_port(), root) as url:
         proba, label = score(url, texts, request_order(reviews["length"].to_numpy(), order))
     same = compare(proba, label, truth, evaluated, evaluate_proba(root, len(texts)))
@@ -289,16 +330,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rnnpipe.verify_serving",
         description="Serve the sentiment model over REST, score the test split's raw reviews "
-                    "through it and compare the accuracy with reports/imdb/metrics.json.")
-    parser.add_argument("--model-uri", help="default: models:/<imdb.promote.model_name>"
-                                            "@champion in the project's MLflow store")
+        "through it and compare the accuracy with reports/imdb/metrics.json.",
+    )
+    parser.add_argument(
+        "--model-uri",
+        help="default: models:/<imdb.promote.model_name>@champion in the project's MLflow store",
+    )
     parser.add_argument("--port", type=int, help="default: a free port on 127.0.0.1")
-    parser.add_argument("--limit", type=int, metavar="N",
-                        help="only the first N test reviews (compared with evaluate's accuracy "
-                             "on them, from reports/imdb/plots/confusion.csv)")
-    parser.add_argument("--order", choices=("evaluate", "split"), default="evaluate",
-                        help="send the reviews in evaluate's batches (default) or in the "
-                             "split's order")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="only the first N test reviews (compared with evaluate's accuracy "
+        "on them, from reports/imdb/plots/confusion.csv)",
+    )
+    parser.add_argument(
+        "--order",
+        choices=("evaluate", "split"),
+        default="evaluate",
+        help="send the reviews in evaluate's batches (default) or in the split's order",
+    )
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")

@@ -23,8 +23,9 @@ def decode(ids, vocab: Vocabulary) -> str:
     return "".join(vocab.tokens[int(i)] for i in ids)
 
 
-def split_by_position(n: int, train_fraction: float, valid_fraction: float
-                      ) -> dict[str, tuple[int, int]]:
+def split_by_position(
+    n: int, train_fraction: float, valid_fraction: float
+) -> dict[str, tuple[int, int]]:
     """[start, stop) of train, valid, test: contiguous, in this order, covering 0..n."""
     a = int(n * train_fraction)
     b = int(n * (train_fraction + valid_fraction))

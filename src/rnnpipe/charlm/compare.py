@@ -20,34 +20,52 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(".checkpoints/charlm_compare")
 STAGE = "charlm_compare"
-COLUMNS = {"model": "model", "test_loss": "test loss (nats/char)",
-           "test_bits_per_char": "test bits/char", "valid_loss": "valid loss",
-           "params": "parameters", "epochs": "epochs", "train_minutes": "training minutes",
-           "chars_per_second": "generated chars / s"}
+COLUMNS = {
+    "model": "model",
+    "test_loss": "test loss (nats/char)",
+    "test_bits_per_char": "test bits/char",
+    "valid_loss": "valid loss",
+    "params": "parameters",
+    "epochs": "epochs",
+    "train_minutes": "training minutes",
+    "chars_per_second": "generated chars / s",
+}
 
 
-@command("charlm", "compare",
-         arg("processed", type=Path, help="folder of train/valid/test.npz"),
-         arg("vocab", type=Path, help="vocab.json"),
-         arg("hparams", type=Path, help="models/charlm/hparams.json (the hparams stage's)"),
-         arg("out", type=Path, help="reports/charlm: compare.json, compare.md"),
-         help="train the tuned recurrent char LM and a causal Transformer with the same "
-              "budget; compare held-out loss, size, training time and generation speed")
+@command(
+    "charlm",
+    "compare",
+    arg("processed", type=Path, help="folder of train/valid/test.npz"),
+    arg("vocab", type=Path, help="vocab.json"),
+    arg("hparams", type=Path, help="models/charlm/hparams.json (the hparams stage's)"),
+    arg("out", type=Path, help="reports/charlm: compare.json, compare.md"),
+    help="train the tuned recurrent char LM and a causal Transformer with the same "
+    "budget; compare held-out loss, size, training time and generation speed",
+)
 def compare(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path) -> None:
     from rnnpipe.charlm import sampler
     from rnnpipe.core import training
 
     c, feed_kind = params.charlm.compare, params.charlm.train.feed
     tuned = hparams_file.read(hparams)
-    hps = {row: report.row_hparams(tuned, c, row, CharlmModelParams, "charlm.compare")
-           for row in report.ROWS}  # every row checked before the first one trains
+    hps = {
+        row: report.row_hparams(tuned, c, row, CharlmModelParams, "charlm.compare")
+        for row in report.ROWS
+    }  # every row checked before the first one trains
     v = Vocabulary.load(vocab)
     ids = {part: load_ids(processed / f"{part}.npz") for part in ("train", "valid", "test")}
-    feeds = {row: make_feed(ids["train"], ids["valid"], feed_kind, c.batch_size,
-                            hp["seq_length"]) for row, hp in hps.items()}
-    report.announce("charlm", hps, {row: training.batches(f.fit_kwargs["x"], c.batch_size)
-                                    for row, f in feeds.items()},
-                    f"{len(ids['train']):,} characters, {feed_kind} feed", c, out)
+    feeds = {
+        row: make_feed(ids["train"], ids["valid"], feed_kind, c.batch_size, hp["seq_length"])
+        for row, hp in hps.items()
+    }
+    report.announce(
+        "charlm",
+        hps,
+        {row: training.batches(f.fit_kwargs["x"], c.batch_size) for row, f in feeds.items()},
+        f"{len(ids['train']):,} characters, {feed_kind} feed",
+        c,
+        out,
+    )
     rows = {}
     for row, hp in hps.items():
         feed = feeds[row]
@@ -56,33 +74,51 @@ def compare(params: Params, processed: Path, vocab: Path, hparams: Path, out: Pa
         log.info("%s: %s, %d parameters", row, report.describe(hp), model.count_params())
         kwargs = dict(feed.fit_kwargs)
         result = report.fit(
-            model, kwargs.pop("x"), kwargs.pop("validation_data"), c, seed=params.seed,
+            model,
+            kwargs.pop("x"),
+            kwargs.pop("validation_data"),
+            c,
+            seed=params.seed,
             checkpoint_dir=CHECKPOINTS / row,
-            settings={"hp": hp, "compare": c.model_dump(), "feed": feed_kind,
-                      "vocab": len(v)},
-            callbacks=[*feed.callbacks, *training.schedule(hp)], **kwargs)
+            settings={"hp": hp, "compare": c.model_dump(), "feed": feed_kind, "vocab": len(v)},
+            callbacks=[*feed.callbacks, *training.schedule(hp)],
+            **kwargs,
+        )
         # the evaluate stage's protocol: each part read as one stream from its start
-        m = {part: sampler.metrics(sampler.stream_loss(model, ids[part]))
-             for part in ("valid", "test")}
+        m = {
+            part: sampler.metrics(sampler.stream_loss(model, ids[part]))
+            for part in ("valid", "test")
+        }
         generator = sampler.Generator(model, v)
         t = time.perf_counter()
         generator.generate(c.prompt, c.sample_length, 1.0, seed=params.seed)
         seconds = time.perf_counter() - t
-        rows[row] = {"model": report.describe(hp), "test_loss": m["test"]["loss"],
-                     "test_bits_per_char": m["test"]["bits_per_char"],
-                     "valid_loss": m["valid"]["loss"], "params": model.count_params(),
-                     "chars_per_second": round(c.sample_length / seconds, 1), **result,
-                     "hparams": hp}
-        log.info("%s: test loss %.4f nats/char in %.1f min", row, m["test"]["loss"],
-                 result["train_minutes"])
-    budget = (f"Both trained with the {feed_kind} feed on the same text with the same budget: "
-              f"at most {c.epochs} epochs of batch {c.batch_size}, early stopping with patience "
-              f"{c.patience} on validation loss"
-              + (f", at most {c.max_minutes:g} minutes each" if c.max_minutes else "")
-              + ". Held-out loss as the evaluate stage reads it (the recurrent model carries "
-                "its state through the whole text; the Transformer reads it in overlapping "
-                "windows of its context). Generation: "
-                f"{c.sample_length} characters at temperature 1 from {c.prompt!r}, one step "
-                "per character (state carried / key-value cache).")
+        rows[row] = {
+            "model": report.describe(hp),
+            "test_loss": m["test"]["loss"],
+            "test_bits_per_char": m["test"]["bits_per_char"],
+            "valid_loss": m["valid"]["loss"],
+            "params": model.count_params(),
+            "chars_per_second": round(c.sample_length / seconds, 1),
+            **result,
+            "hparams": hp,
+        }
+        log.info(
+            "%s: test loss %.4f nats/char in %.1f min",
+            row,
+            m["test"]["loss"],
+            result["train_minutes"],
+        )
+    budget = (
+        f"Both trained with the {feed_kind} feed on the same text with the same budget: "
+        f"at most {c.epochs} epochs of batch {c.batch_size}, early stopping with patience "
+        f"{c.patience} on validation loss"
+        + (f", at most {c.max_minutes:g} minutes each" if c.max_minutes else "")
+        + ". Held-out loss as the evaluate stage reads it (the recurrent model carries "
+        "its state through the whole text; the Transformer reads it in overlapping "
+        "windows of its context). Generation: "
+        f"{c.sample_length} characters at temperature 1 from {c.prompt!r}, one step "
+        "per character (state carried / key-value cache)."
+    )
     report.write_report("charlm", rows, COLUMNS, out, budget)
     report.log_run("charlm", STAGE, rows, c.model_dump())

@@ -1,6 +1,7 @@
 """evaluate: held-out loss, bits per character and perplexity on the validation and test text
-(each read as one stream, state carried), samples at several temperatures; logged with the
-pyfunc into the train run, with the learning curves (figures/learning_curves.png) and each
+(each read as one stream, state carried), samples at several temperatures; the pyfunc saved to
+models/charlm/pyfunc (a DVC output, deterministic bytes); all logged, the pyfunc as those same
+files, into the train run, with the learning curves (figures/learning_curves.png) and each
 sample as samples/temperature_<t>.txt."""
 
 from __future__ import annotations
@@ -32,12 +33,22 @@ def load_model(path: Path):
         raise PipelineError(f"cannot load model {path}: {e}") from None
 
 
-@command("charlm", "evaluate",
-         arg("model_dir", type=Path, help="models/charlm"),
-         arg("processed", type=Path, help="folder of train/valid/test.npz"),
-         arg("reports", type=Path, help="reports/charlm: metrics.json, curves.csv, samples.md"),
-         help="held-out loss, bits per character, perplexity, samples; log the pyfunc")
-def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) -> None:
+@command(
+    "charlm",
+    "evaluate",
+    arg("model_dir", type=Path, help="models/charlm"),
+    arg("processed", type=Path, help="folder of train/valid/test.npz"),
+    arg("reports", type=Path, help="reports/charlm: metrics.json, curves.csv, samples.md"),
+    arg(
+        "pyfunc_dir",
+        type=Path,
+        help="models/charlm/pyfunc: the folder to save the served model (MLflow pyfunc) in",
+    ),
+    help="held-out loss, bits per character, perplexity, samples; save and log the pyfunc",
+)
+def evaluate(
+    params: Params, model_dir: Path, processed: Path, reports: Path, pyfunc_dir: Path
+) -> None:
     import mlflow
 
     from rnnpipe.charlm import pyfunc, sampler
@@ -65,9 +76,11 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
     write_text(reports / "curves.csv", buf.getvalue())
 
     gen = sampler.Generator(model, v)
-    parts = [f"# Samples from {p.prompt!r}\n",
-             "Temperature divides the logits (temperature = 1 / the textbook's scale factor). "
-             f"{p.sample_length} characters each, seed {params.seed}.\n"]
+    parts = [
+        f"# Samples from {p.prompt!r}\n",
+        "Temperature divides the logits (temperature = 1 / the textbook's scale factor). "
+        f"{p.sample_length} characters each, seed {params.seed}.\n",
+    ]
     texts = {}
     for t in p.temperatures:
         text = texts[t] = gen.generate(p.prompt, p.sample_length, t, seed=params.seed)
@@ -81,8 +94,13 @@ def evaluate(params: Params, model_dir: Path, processed: Path, reports: Path) ->
         mlflow.log_text(samples, "samples.md")
         for t, text in texts.items():
             mlflow.log_text(text, f"samples/temperature_{t:g}.txt")
-        figures.log({"learning_curves": figures.learning_curves(
-            rows, {"loss": "loss (nats/char)", "bits_per_char": "bits per char"})})
+        figures.log(
+            {
+                "learning_curves": figures.learning_curves(
+                    rows, {"loss": "loss (nats/char)", "bits_per_char": "bits per char"}
+                )
+            }
+        )
         mlflow.log_artifact(str(reports / "curves.csv"))
-        pyfunc.log_pyfunc(model_dir / "model.keras", model_dir / "vocab.json")
+        pyfunc.log_pyfunc(model_dir / "model.keras", model_dir / "vocab.json", pyfunc_dir)
     log.info("valid loss %.4f, test loss %.4f nats/char", m["valid"]["loss"], m["test"]["loss"])

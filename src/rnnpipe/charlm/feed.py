@@ -29,20 +29,35 @@ class Feed:
     def build(self, hp: dict, vocab_size: int):
         # a Transformer carries no state: it reads each window of the streams on its own
         stateful = self.stateful and hp["cell"] != "Transformer"
-        return charlm.build_char_lm(hp, vocab_size, stateful=stateful,
-                                    batch_size=self.batch_size if stateful else None)
+        return charlm.build_char_lm(
+            hp, vocab_size, stateful=stateful, batch_size=self.batch_size if stateful else None
+        )
 
 
-def make_feed(train_ids: np.ndarray, valid_ids: np.ndarray, feed: str, batch_size: int,
-              seq_length: int) -> Feed:
+def make_feed(
+    train_ids: np.ndarray, valid_ids: np.ndarray, feed: str, batch_size: int, seq_length: int
+) -> Feed:
     """tbptt: `batch_size` contiguous streams fed in order to a stateful model, state reset
     each epoch; windows: the textbook's independent windows, shuffled."""
     if feed == "tbptt":
         x, y = charlm.stream_batches(train_ids, batch_size, seq_length)
         xv, yv = charlm.stream_batches(valid_ids, batch_size, seq_length)
-        return Feed({"x": x, "y": y, "validation_data": (xv, yv), "batch_size": batch_size,
-                     "shuffle": False}, True, batch_size, [charlm.ResetStates()])
+        return Feed(
+            {
+                "x": x,
+                "y": y,
+                "validation_data": (xv, yv),
+                "batch_size": batch_size,
+                "shuffle": False,
+            },
+            True,
+            batch_size,
+            [charlm.ResetStates()],
+        )
     x, y = charlm.window_batches(train_ids, seq_length)
     xv, yv = charlm.window_batches(valid_ids, seq_length)
-    return Feed({"x": x, "y": y, "validation_data": (xv, yv), "batch_size": batch_size,
-                 "shuffle": True}, False, batch_size)
+    return Feed(
+        {"x": x, "y": y, "validation_data": (xv, yv), "batch_size": batch_size, "shuffle": True},
+        False,
+        batch_size,
+    )

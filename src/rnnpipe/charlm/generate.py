@@ -13,23 +13,47 @@ from rnnpipe.core.params import Params
 from rnnpipe.core.vocab import Vocabulary
 
 
-@command("charlm", "generate",
-         arg("--prompt", default="The island", help="text to start from (default: %(default)s)"),
-         arg("--length", type=int, default=500, help="characters to add (default: %(default)s)"),
-         arg("--temperature", type=float, default=1.0,
-             help="divides the logits: < 1 safer, > 1 wilder; it is 1 / the textbook's scale "
-                  "factor (default: %(default)s)"),
-         arg("--seed", type=int, default=0, help="same seed, same text (default: %(default)s)"),
-         arg("--top-k", dest="top_k", type=int, default=None,
-             help="sample among the k most likely characters only"),
-         arg("--model-uri", "--model", dest="model", default=None,
-             help="an MLflow model URI or model directory, or a .keras file with vocab.json "
-                  "beside it such as models/charlm/model.keras (default: the champion, "
-                  "models:/<charlm.promote.model_name>@champion, else models/charlm/pyfunc)"),
-         help="write text from a prompt, one step per new character (recurrent state or "
-              "an attention model's key/value cache)")
-def generate_text(params: Params, prompt: str, length: int, temperature: float, seed: int,
-                  top_k: int | None, model: str | None) -> None:
+@command(
+    "charlm",
+    "generate",
+    arg("--prompt", default="The island", help="text to start from (default: %(default)s)"),
+    arg("--length", type=int, default=500, help="characters to add (default: %(default)s)"),
+    arg(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="divides the logits: < 1 safer, > 1 wilder; it is 1 / the textbook's scale "
+        "factor (default: %(default)s)",
+    ),
+    arg("--seed", type=int, default=0, help="same seed, same text (default: %(default)s)"),
+    arg(
+        "--top-k",
+        dest="top_k",
+        type=int,
+        default=None,
+        help="sample among the k most likely characters only",
+    ),
+    arg(
+        "--model-uri",
+        "--model",
+        dest="model",
+        default=None,
+        help="an MLflow model URI or model directory, or a .keras file with vocab.json "
+        "beside it such as models/charlm/model.keras (default: the champion, "
+        "models:/<charlm.promote.model_name>@champion, else models/charlm/pyfunc)",
+    ),
+    help="write text from a prompt, one step per new character (recurrent state or "
+    "an attention model's key/value cache)",
+)
+def generate_text(
+    params: Params,
+    prompt: str,
+    length: int,
+    temperature: float,
+    seed: int,
+    top_k: int | None,
+    model: str | None,
+) -> None:
     if length < 0 or temperature <= 0 or not prompt or (top_k is not None and top_k < 1):
         raise PipelineError("need a non-empty prompt, length >= 0, temperature > 0, top-k >= 1")
     if model is None or Path(model).suffix != ".keras":

@@ -31,8 +31,9 @@ def _starts_with_any(line: str, markers: Sequence[str]) -> bool:
     return any(line.lower().startswith(m.lower()) for m in markers)
 
 
-def cut_novel(text: str, start_marker: str, end_markers: Sequence[str],
-              header_markers: Sequence[str] = ()) -> str:
+def cut_novel(
+    text: str, start_marker: str, end_markers: Sequence[str], header_markers: Sequence[str] = ()
+) -> str:
     """From the first line equal to `start_marker` up to the first line that starts with one of
     `end_markers`, stripped.
 
@@ -42,15 +43,17 @@ def cut_novel(text: str, start_marker: str, end_markers: Sequence[str],
     contains the title too.
     """
     lines = text.split("\n")
-    header = next((i for i, line in enumerate(lines) if _starts_with_any(line, header_markers)),
-                  None)
+    header = next(
+        (i for i, line in enumerate(lines) if _starts_with_any(line, header_markers)), None
+    )
     first = 0 if header is None else header + 1
     start = next((i for i in range(first, len(lines)) if lines[i].strip() == start_marker), None)
     if start is None:
         where = "" if header is None else f" after the licence header (line {header + 1})"
         raise PipelineError(f"start marker not found: no line{where} equal to {start_marker!r}")
-    end = next((i for i in range(start + 1, len(lines)) if _starts_with_any(lines[i], end_markers)),
-               None)
+    end = next(
+        (i for i in range(start + 1, len(lines)) if _starts_with_any(lines[i], end_markers)), None
+    )
     if end is None:
         raise PipelineError(
             f"end marker not found: no line after the start (line {start + 1}) begins with any "
@@ -71,15 +74,23 @@ def check_sha256(corpus: str, accepted: Sequence[str]) -> str:
     return digest
 
 
-@command("charlm", "ingest",
-         arg("source", type=Path, help="the Project Gutenberg text file"),
-         arg("out", type=Path, help="the novel alone, UTF-8"),
-         help="cut the novel between its licence header and footer")
+@command(
+    "charlm",
+    "ingest",
+    arg("source", type=Path, help="the Project Gutenberg text file"),
+    arg("out", type=Path, help="the novel alone, UTF-8"),
+    help="cut the novel between its licence header and footer",
+)
 def ingest(params: Params, source: Path, out: Path) -> None:
     p = params.charlm.ingest
     text = decode_text(source.read_bytes(), str(source))
     corpus = cut_novel(text, p.start_marker, p.end_markers, p.header_markers)
     digest = check_sha256(corpus, p.text_sha256)
     write_text(out, corpus)
-    log.info("wrote %s: %d characters, %d distinct, sha256 %s",
-             out, len(corpus), len(set(corpus)), digest)
+    log.info(
+        "wrote %s: %d characters, %d distinct, sha256 %s",
+        out,
+        len(corpus),
+        len(set(corpus)),
+        digest,
+    )

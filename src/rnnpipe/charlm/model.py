@@ -16,8 +16,9 @@ from rnnpipe.core.errors import ModelConfigError, PipelineError
 CELLS = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}
 
 
-def build_char_lm(hp: dict, vocab_size: int, *, stateful: bool = False,
-                  batch_size: int | None = None) -> keras.Model:
+def build_char_lm(
+    hp: dict, vocab_size: int, *, stateful: bool = False, batch_size: int | None = None
+) -> keras.Model:
     """Embedding -> `layers` recurrent layers (dropout between them) -> Dense logits; or, with
     cell Transformer, Embedding -> causal self-attention (rnnpipe.core.attention) -> logits.
 
@@ -28,20 +29,29 @@ def build_char_lm(hp: dict, vocab_size: int, *, stateful: bool = False,
     """
     if stateful and not batch_size:
         raise ModelConfigError("a stateful model needs batch_size")
-    inputs = keras.Input(batch_shape=(batch_size if stateful else None, None), dtype="int32",
-                         name="ids")
+    inputs = keras.Input(
+        batch_shape=(batch_size if stateful else None, None), dtype="int32", name="ids"
+    )
     x = keras.layers.Embedding(vocab_size, hp["embedding_dim"], name="embedding")(inputs)
     if hp["cell"] == "Transformer":
-        x = encoder(x, width=hp["units"], heads=hp["heads"], n_layers=hp["layers"],
-                    dropout=hp["dropout"], max_positions=hp["seq_length"], causal=True)
+        x = encoder(
+            x,
+            width=hp["units"],
+            heads=hp["heads"],
+            n_layers=hp["layers"],
+            dropout=hp["dropout"],
+            max_positions=hp["seq_length"],
+            causal=True,
+        )
     else:
         for i in range(hp["layers"]):
             if i > 0 and hp["dropout"] > 0:
                 x = keras.layers.Dropout(hp["dropout"], name=f"dropout_{i}")(x)
             # defaults (tanh, sigmoid, no recurrent dropout, unroll=False, GRU reset_after=True)
             # keep the cuDNN kernels usable on a GPU
-            x = CELLS[hp["cell"]](hp["units"], return_sequences=True, stateful=stateful,
-                                  name=f"rnn_{i}")(x)
+            x = CELLS[hp["cell"]](
+                hp["units"], return_sequences=True, stateful=stateful, name=f"rnn_{i}"
+            )(x)
     if hp["dropout"] > 0:
         x = keras.layers.Dropout(hp["dropout"], name="dropout_out")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
@@ -58,8 +68,9 @@ def build_char_lm(hp: dict, vocab_size: int, *, stateful: bool = False,
 
 def bits(logs: dict) -> dict:
     """Losses in nats -> bits per character (loss -> bits_per_char, val_loss -> val_...)."""
-    return {f"{k[:-4]}bits_per_char": v / math.log(2) for k, v in logs.items()
-            if k.endswith("loss")}
+    return {
+        f"{k[:-4]}bits_per_char": v / math.log(2) for k, v in logs.items() if k.endswith("loss")
+    }
 
 
 def reset_states(model: keras.Model) -> None:
@@ -84,15 +95,17 @@ def window_batches(ids: np.ndarray, seq_length: int) -> tuple[np.ndarray, np.nda
     x = chunk[:-1], y = chunk[1:]. Shuffle them when training."""
     n = (len(ids) - 1) // seq_length
     if n < 1:
-        raise PipelineError(f"text of {len(ids)} characters is shorter than one window of "
-                            f"{seq_length + 1}")
+        raise PipelineError(
+            f"text of {len(ids)} characters is shorter than one window of {seq_length + 1}"
+        )
     x = ids[: n * seq_length].reshape(n, seq_length)
     y = ids[1 : n * seq_length + 1].reshape(n, seq_length)
     return x, y
 
 
-def stream_batches(ids: np.ndarray, batch_size: int, seq_length: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def stream_batches(
+    ids: np.ndarray, batch_size: int, seq_length: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Truncated BPTT feed: the text cut into `batch_size` contiguous streams; batch k holds
     window k of every stream, so row i of batch k+1 continues row i of batch k. Returns x, y
     of shape [n_batches * batch_size, seq_length], to be fed in order (shuffle=False) with that
@@ -100,11 +113,15 @@ def stream_batches(ids: np.ndarray, batch_size: int, seq_length: int
     stream_len = len(ids) // batch_size
     n = (stream_len - 1) // seq_length
     if n < 1:
-        raise PipelineError(f"text of {len(ids)} characters is too short for {batch_size} "
-                            f"streams of at least {seq_length + 1} characters")
+        raise PipelineError(
+            f"text of {len(ids)} characters is too short for {batch_size} "
+            f"streams of at least {seq_length + 1} characters"
+        )
     streams = ids[: batch_size * stream_len].reshape(batch_size, stream_len)
     x = streams[:, : n * seq_length].reshape(batch_size, n, seq_length)
     y = streams[:, 1 : n * seq_length + 1].reshape(batch_size, n, seq_length)
     # [stream, window, t] -> [window, stream, t]: consecutive batches are consecutive windows
-    return (x.transpose(1, 0, 2).reshape(-1, seq_length),
-            y.transpose(1, 0, 2).reshape(-1, seq_length))
+    return (
+        x.transpose(1, 0, 2).reshape(-1, seq_length),
+        y.transpose(1, 0, 2).reshape(-1, seq_length),
+    )

@@ -30,21 +30,28 @@ class CharlmIngestParams(Section):
     # starting with one of end_markers (the footer), searched after the licence header's line (the
     # first starting with one of header_markers) when there is one. Header and footer markers
     # ignore case; the defaults cover the 2016 edition and the current one.
-    header_markers: list[str] = Field(default_factory=lambda: [
-        "*** START OF THIS PROJECT GUTENBERG EBOOK",
-        "*** START OF THE PROJECT GUTENBERG EBOOK",
-    ])
+    header_markers: list[str] = Field(
+        default_factory=lambda: [
+            "*** START OF THIS PROJECT GUTENBERG EBOOK",
+            "*** START OF THE PROJECT GUTENBERG EBOOK",
+        ]
+    )
     start_marker: str = Field(default="THE MYSTERIOUS ISLAND", min_length=1)
-    end_markers: list[str] = Field(default_factory=lambda: [
-        "End of the Project Gutenberg EBook of",
-        "*** END OF THIS PROJECT GUTENBERG EBOOK",
-        "*** END OF THE PROJECT GUTENBERG EBOOK",
-    ], min_length=1)
+    end_markers: list[str] = Field(
+        default_factory=lambda: [
+            "End of the Project Gutenberg EBook of",
+            "*** END OF THIS PROJECT GUTENBERG EBOOK",
+            "*** END OF THE PROJECT GUTENBERG EBOOK",
+        ],
+        min_length=1,
+    )
     # Accepted SHA-256 checksums of the novel text after the cut (the UTF-8 file ingest writes),
     # whichever edition it came from; empty means "not checked".
-    text_sha256: list[str] = Field(default_factory=lambda: [
-        "6285069dcdd4479782d6750ebcc0bac63996618a94fce62a3280dec01a87c34c",
-    ])
+    text_sha256: list[str] = Field(
+        default_factory=lambda: [
+            "6285069dcdd4479782d6750ebcc0bac63996618a94fce62a3280dec01a87c34c",
+        ]
+    )
 
     @model_validator(mode="after")
     def _valid(self):

@@ -28,10 +28,13 @@ def read_corpus(path: Path) -> str:
     return text
 
 
-@command("charlm", "vocab",
-         arg("corpus", type=Path, help="data/interim/charlm/corpus.txt"),
-         arg("out", type=Path, help="vocab.json"),
-         help="character vocabulary of the training part of the corpus (id 0: unseen)")
+@command(
+    "charlm",
+    "vocab",
+    arg("corpus", type=Path, help="data/interim/charlm/corpus.txt"),
+    arg("out", type=Path, help="vocab.json"),
+    help="character vocabulary of the training part of the corpus (id 0: unseen)",
+)
 def vocab(params: Params, corpus: Path, out: Path) -> None:
     text = chars.train_part(read_corpus(corpus), params.charlm.encode.train_fraction)
     v = char_vocabulary(text)
@@ -39,16 +42,20 @@ def vocab(params: Params, corpus: Path, out: Path) -> None:
     log.info("wrote %s: %d ids", out, len(v))
 
 
-@command("charlm", "encode",
-         arg("corpus", type=Path, help="data/interim/charlm/corpus.txt"),
-         arg("vocab", type=Path, help="vocab.json"),
-         arg("outdir", type=Path, help="folder for train/valid/test.npz"),
-         help="the corpus as int32 ids, split by position into train, valid, test")
+@command(
+    "charlm",
+    "encode",
+    arg("corpus", type=Path, help="data/interim/charlm/corpus.txt"),
+    arg("vocab", type=Path, help="vocab.json"),
+    arg("outdir", type=Path, help="folder for train/valid/test.npz"),
+    help="the corpus as int32 ids, split by position into train, valid, test",
+)
 def encode(params: Params, corpus: Path, vocab: Path, outdir: Path) -> None:
     p = params.charlm.encode
     ids = chars.encode(read_corpus(corpus), Vocabulary.load(vocab))
     for part, (start, stop) in chars.split_by_position(
-            len(ids), p.train_fraction, p.valid_fraction).items():
+        len(ids), p.train_fraction, p.valid_fraction
+    ).items():
         with atomic_path(outdir / f"{part}.npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, ids=ids[start:stop], start=np.int64(start))

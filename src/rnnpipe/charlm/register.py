@@ -32,12 +32,13 @@ def scorer(valid: Path, metric: str) -> registry.Scorer:
 
         missing = {"model", "vocab"} - set(artifacts)
         if missing:
-            raise PipelineError(f"the champion's model has no {sorted(missing)} "
-                                f"artifact(s)")
+            raise PipelineError(f"the champion's model has no {sorted(missing)} artifact(s)")
         model = load_model(artifacts["model"])
-        ids, details = registry.translate_ids(load_ids(valid),
-                                              Vocabulary.load(valid.parent / "vocab.json"),
-                                              Vocabulary.load(artifacts["vocab"]))
+        ids, details = registry.translate_ids(
+            load_ids(valid),
+            Vocabulary.load(valid.parent / "vocab.json"),
+            Vocabulary.load(artifacts["vocab"]),
+        )
         # as the evaluate stage: one stream from a zero state, state carried
         m = sampler.metrics(sampler.stream_loss(model, ids)) | {"chars": len(ids)}
         return registry.metric_value(m, metric), details
@@ -48,5 +49,12 @@ def scorer(valid: Path, metric: str) -> registry.Scorer:
 @command("charlm", "register", *registry.ARGS, help=registry.HELP)
 def register(params: Params, model: Path, metrics: Path, valid: Path, out: Path) -> None:
     p = params.charlm.promote
-    registry.register_stage("charlm", p, model, metrics, out,
-                            registry.data_basis(valid, p.metric), scorer(valid, p.metric))
+    registry.register_stage(
+        "charlm",
+        p,
+        model,
+        metrics,
+        out,
+        registry.data_basis(valid, p.metric),
+        scorer(valid, p.metric),
+    )

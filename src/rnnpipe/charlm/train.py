@@ -24,16 +24,24 @@ STAGE = "charlm_train"
 REPORT = Path("reports/charlm/train.json")
 
 
-@command("charlm", "train",
-         arg("processed", type=Path, help="folder of train/valid/test.npz"),
-         arg("vocab", type=Path, help="vocab.json"),
-         arg("hparams", type=Path, help="models/charlm/hparams.json (the hparams stage's)"),
-         arg("out", type=Path, help="models/charlm: model.keras, vocab.json, history.json"),
-         arg("--report", type=Path, default=REPORT,
-             help="epochs, best epoch, batches and minutes (default: %(default)s)"),
-         help="train the character-level language model (windows or truncated BPTT)")
-def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path,
-          report: Path = REPORT) -> None:
+@command(
+    "charlm",
+    "train",
+    arg("processed", type=Path, help="folder of train/valid/test.npz"),
+    arg("vocab", type=Path, help="vocab.json"),
+    arg("hparams", type=Path, help="models/charlm/hparams.json (the hparams stage's)"),
+    arg("out", type=Path, help="models/charlm: model.keras, vocab.json, history.json"),
+    arg(
+        "--report",
+        type=Path,
+        default=REPORT,
+        help="epochs, best epoch, batches and minutes (default: %(default)s)",
+    ),
+    help="train the character-level language model (windows or truncated BPTT)",
+)
+def train(
+    params: Params, processed: Path, vocab: Path, hparams: Path, out: Path, report: Path = REPORT
+) -> None:
     import keras
     import mlflow
 
@@ -47,34 +55,66 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
     feed = make_feed(train_ids, valid_ids, p.feed, p.batch_size, hp["seq_length"])
     model = feed.build(hp, len(v))
     n = training.batches(feed.fit_kwargs["x"], p.batch_size)
-    progress.announce("charlm train", f"up to {p.epochs} epochs of {n} batches (batch "
-                      f"{p.batch_size}, {len(train_ids):,} characters, {p.feed} feed)", report,
-                      count="epochs")
-    run_settings = {"feed": p.feed, "batch_size": p.batch_size, "epochs": p.epochs,
-                    "patience": p.patience}
-    settings = {"train": run_settings, "hp": hp, "seed": params.seed, "vocab": len(v),
-                "data": tracking.file_sha256(processed / "train.npz"),
-                "backend": keras.backend.backend()}
+    progress.announce(
+        "charlm train",
+        f"up to {p.epochs} epochs of {n} batches (batch "
+        f"{p.batch_size}, {len(train_ids):,} characters, {p.feed} feed)",
+        report,
+        count="epochs",
+    )
+    run_settings = {
+        "feed": p.feed,
+        "batch_size": p.batch_size,
+        "epochs": p.epochs,
+        "patience": p.patience,
+    }
+    settings = {
+        "train": run_settings,
+        "hp": hp,
+        "seed": params.seed,
+        "vocab": len(v),
+        "data": tracking.file_sha256(processed / "train.npz"),
+        "backend": keras.backend.backend(),
+    }
     resume_id = training.resumable_run_id(CHECKPOINTS, settings)
     with tracking.train_run("charlm", STAGE, f"charlm-{hp['cell']}-{p.feed}", resume_id) as run:
         if resume_id is None:
-            mlflow.log_params(tracking.flatten({"seed": params.seed, "train": run_settings,
-                                                "model": hp, "vocab_size": len(v),
-                                                "train_chars": len(train_ids),
-                                                "valid_chars": len(valid_ids)}))
+            mlflow.log_params(
+                tracking.flatten(
+                    {
+                        "seed": params.seed,
+                        "train": run_settings,
+                        "model": hp,
+                        "vocab_size": len(v),
+                        "train_chars": len(train_ids),
+                        "valid_chars": len(valid_ids),
+                    }
+                )
+            )
             mlflow.set_tag("device", tracking.device_name())
             tracking.log_model_summary(model)
             tracking.log_data({str(processed / "train.npz"): processed / "train.npz"})
-            tracking.log_data({str(processed / "valid.npz"): processed / "valid.npz"},
-                              context="validation")
+            tracking.log_data(
+                {str(processed / "valid.npz"): processed / "valid.npz"}, context="validation"
+            )
         t0 = time.perf_counter()
         kwargs = dict(feed.fit_kwargs)
         model, history = training.fit(
-            model, kwargs.pop("x"), kwargs.pop("validation_data"), epochs=p.epochs,
-            patience=p.patience, checkpoint_dir=CHECKPOINTS, settings=settings,
+            model,
+            kwargs.pop("x"),
+            kwargs.pop("validation_data"),
+            epochs=p.epochs,
+            patience=p.patience,
+            checkpoint_dir=CHECKPOINTS,
+            settings=settings,
             run_id=run.info.run_id,
-            callbacks=[*feed.callbacks, tracking.MlflowMetrics(transform=bits),
-                       *training.schedule(hp)], **kwargs)
+            callbacks=[
+                *feed.callbacks,
+                tracking.MlflowMetrics(transform=bits),
+                *training.schedule(hp),
+            ],
+            **kwargs,
+        )
         seconds = time.perf_counter() - t0
         mlflow.log_metric("train_seconds", seconds)
         with atomic_path(out / "model.keras") as tmp:
@@ -85,5 +125,4 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path
         write_json(out / "history.json", {"hparams": hp, "feed": p.feed, "epochs": history})
         write_json(report, training.report(history, n, p.batch_size, seconds))
     training.clear_checkpoints(CHECKPOINTS)
-    log.info("trained in %.0f s; best val_loss %.4f", seconds,
-             min(e["val_loss"] for e in history))
+    log.info("trained in %.0f s; best val_loss %.4f", seconds, min(e["val_loss"] for e in history))

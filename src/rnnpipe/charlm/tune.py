@@ -15,8 +15,9 @@ from rnnpipe.core.vocab import Vocabulary
 
 
 @command("charlm", "tune", *ARGS, help=HELP)
-def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path,
-         trials: Path) -> None:
+def tune(
+    params: Params, processed: Path, vocab: Path, out: Path, report: Path, trials: Path
+) -> None:
     from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
     from rnnpipe.core.training import batches, set_seed
 
@@ -39,19 +40,27 @@ def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path,
         except PipelineError:  # the text is too short: those trials fail and say so
             pass
     n = "-".join(map(str, sorted({min(sizes), max(sizes)}))) if sizes else "no"
-    progress.announce("charlm tune", f"up to {t.max_trials} trials ({t.tuner}) of up to "
-                      f"{t.epochs} epochs of {n} batches (batch {t.batch_size}, "
-                      f"{len(train_ids):,} characters, {feed_kind} feed)", report,
-                      count="trials")
+    progress.announce(
+        "charlm tune",
+        f"up to {t.max_trials} trials ({t.tuner}) of up to "
+        f"{t.epochs} epochs of {n} batches (batch {t.batch_size}, "
+        f"{len(train_ids):,} characters, {feed_kind} feed)",
+        report,
+        count="trials",
+    )
 
     def data(hp: dict) -> dict:
         f = feed(hp)
         return {**f.fit_kwargs, "callbacks": list(f.callbacks)}
 
     task = search.Task(
-        project="charlm", build=lambda hp: feed(hp).build(hp, vocab_size),
-        base=base, data=data,
-        fingerprint=search.fingerprint(processed / "train.npz", processed / "valid.npz", vocab,
-                                       extra={"feed": feed_kind}))
+        project="charlm",
+        build=lambda hp: feed(hp).build(hp, vocab_size),
+        base=base,
+        data=data,
+        fingerprint=search.fingerprint(
+            processed / "train.npz", processed / "valid.npz", vocab, extra={"feed": feed_kind}
+        ),
+    )
     set_seed(seed)
     search.run_stage(task, t, seed, out, report, trials)

@@ -39,8 +39,9 @@ def arg(*flags, **kwargs) -> tuple[tuple, dict]:
     return flags, kwargs
 
 
-def command(projects: str | tuple[str, ...], name: str, *arguments, help: str,
-            needs_params: bool = True):
+def command(
+    projects: str | tuple[str, ...], name: str, *arguments, help: str, needs_params: bool = True
+):
     """Register `func` as `rnnpipe <project> <name>`; it is called as func(params, **args)
     (or func(**args) when needs_params is False). A function with a `project` parameter
     gets the project's name."""

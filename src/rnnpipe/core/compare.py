@@ -26,16 +26,28 @@ def row_hparams(tuned: dict, compare: CompareParams, row: str, model_cls, key: s
         overrides = {"cell": "Transformer", **overrides}
     hp = tuned | overrides
     if row == "recurrent" and hp["cell"] == "Transformer":
-        raise PipelineError(f"the tuned model is a Transformer: give {key}.recurrent.cell "
-                            "(SimpleRNN, LSTM or GRU) for the recurrent row")
+        raise PipelineError(
+            f"the tuned model is a Transformer: give {key}.recurrent.cell "
+            "(SimpleRNN, LSTM or GRU) for the recurrent row"
+        )
     try:
         return model_cls(**hp).model_dump()
     except ValueError as e:  # pydantic's ValidationError is a ValueError
         raise PipelineError(f"{key}.{row}: {e}") from None
 
 
-def fit(model, train, valid, compare: CompareParams, *, seed: int, checkpoint_dir: Path,
-        settings: dict, callbacks=(), **fit_kwargs) -> dict:
+def fit(
+    model,
+    train,
+    valid,
+    compare: CompareParams,
+    *,
+    seed: int,
+    checkpoint_dir: Path,
+    settings: dict,
+    callbacks=(),
+    **fit_kwargs,
+) -> dict:
     """Train `model` within the budget (epochs, patience, max_minutes); the logs of its
     epochs, its minutes and whether the time budget cut it."""
     from rnnpipe.core import training
@@ -43,30 +55,51 @@ def fit(model, train, valid, compare: CompareParams, *, seed: int, checkpoint_di
     limit = training.TimeLimit(compare.max_minutes)
     t = time.perf_counter()
     model, history = training.fit(
-        model, train, valid, epochs=compare.epochs, patience=compare.patience,
-        checkpoint_dir=checkpoint_dir, settings=settings | {"seed": seed},
-        callbacks=[*callbacks, limit], **fit_kwargs)
+        model,
+        train,
+        valid,
+        epochs=compare.epochs,
+        patience=compare.patience,
+        checkpoint_dir=checkpoint_dir,
+        settings=settings | {"seed": seed},
+        callbacks=[*callbacks, limit],
+        **fit_kwargs,
+    )
     minutes = (time.perf_counter() - t) / 60
     training.clear_checkpoints(checkpoint_dir)
     if limit.cut:
-        log.warning("compare.max_minutes (%g) stopped this model after %d of %d epochs: the "
-                    "comparison now depends on this machine's speed (max_minutes: null for one "
-                    "that does not)", compare.max_minutes, len(history), compare.epochs)
-    return {"epochs": len(history), "train_minutes": round(minutes, 2),
-            "cut_by_budget": limit.cut, "history": history}
+        log.warning(
+            "compare.max_minutes (%g) stopped this model after %d of %d epochs: the "
+            "comparison now depends on this machine's speed (max_minutes: null for one "
+            "that does not)",
+            compare.max_minutes,
+            len(history),
+            compare.epochs,
+        )
+    return {
+        "epochs": len(history),
+        "train_minutes": round(minutes, 2),
+        "cut_by_budget": limit.cut,
+        "history": history,
+    }
 
 
-def announce(project: str, hps: dict, batches: dict, data: str, compare: CompareParams,
-             out: Path) -> str:
+def announce(
+    project: str, hps: dict, batches: dict, data: str, compare: CompareParams, out: Path
+) -> str:
     """The stage's first line: each row's model and batches per epoch, and the last run's
     training minutes (summed over the rows of out/compare.json)."""
-    models = ", ".join(f"{row} = {describe(hp)} ({batches[row]} batches/epoch)"
-                       for row, hp in hps.items())
+    models = ", ".join(
+        f"{row} = {describe(hp)} ({batches[row]} batches/epoch)" for row, hp in hps.items()
+    )
     return progress.announce(
-        f"{project} compare", f"{len(hps)} models, up to {compare.epochs} epochs each (batch "
-        f"{compare.batch_size}, {data}): {models}", out / "compare.json",
+        f"{project} compare",
+        f"{len(hps)} models, up to {compare.epochs} epochs each (batch "
+        f"{compare.batch_size}, {data}): {models}",
+        out / "compare.json",
         key=lambda r: sum(row["train_minutes"] for row in r.values()),
-        count=lambda r: f"{len(r)} models trained")
+        count=lambda r: f"{len(r)} models trained",
+    )
 
 
 def describe(hp: dict) -> str:
@@ -88,12 +121,20 @@ def _cell(value) -> str:
 def write_report(project: str, rows: dict, columns: dict, out: Path, note: str) -> None:
     """out/compare.json (rows without their hparams and history) and out/compare.md: a
     table with one row per model, `columns` mapping a row key to its header."""
-    write_json(out / "compare.json", {
-        name: {k: v for k, v in row.items() if k not in ("hparams", "history")}
-        for name, row in rows.items()})
-    lines = [f"# {project}: recurrent vs. self-attention\n", note, "",
-             "| " + " | ".join(["row", *columns.values()]) + " |",
-             "| " + " | ".join(["---"] * (len(columns) + 1)) + " |"]
+    write_json(
+        out / "compare.json",
+        {
+            name: {k: v for k, v in row.items() if k not in ("hparams", "history")}
+            for name, row in rows.items()
+        },
+    )
+    lines = [
+        f"# {project}: recurrent vs. self-attention\n",
+        note,
+        "",
+        "| " + " | ".join(["row", *columns.values()]) + " |",
+        "| " + " | ".join(["---"] * (len(columns) + 1)) + " |",
+    ]
     for name, row in rows.items():
         lines.append("| " + " | ".join([name, *(_cell(row[k]) for k in columns)]) + " |")
     lines += ["", "Hyperparameters:", ""]
@@ -109,15 +150,25 @@ def log_run(project: str, stage: str, rows: dict, settings: dict) -> None:
     from rnnpipe.core import tracking
 
     tracking.setup(project)
-    with mlflow.start_run(run_name=f"{project}-compare",
-                          tags={"stage": stage, **tracking.source_tags()}):
+    with mlflow.start_run(
+        run_name=f"{project}-compare", tags={"stage": stage, **tracking.source_tags()}
+    ):
         mlflow.log_params(tracking.flatten({"compare": settings}))
         for name, row in rows.items():
-            with mlflow.start_run(run_name=f"{project}-compare-{name}", nested=True,
-                                  tags={"stage": stage, "row": name}):
+            with mlflow.start_run(
+                run_name=f"{project}-compare-{name}",
+                nested=True,
+                tags={"stage": stage, "row": name},
+            ):
                 mlflow.log_params(tracking.flatten({"model": row["hparams"]}))
                 for e in row["history"]:
-                    mlflow.log_metrics({k: float(v) for k, v in e.items() if k != "epoch"},
-                                       step=int(e["epoch"]))
-                mlflow.log_metrics({k: float(v) for k, v in row.items()
-                                    if isinstance(v, int | float) and not isinstance(v, bool)})
+                    mlflow.log_metrics(
+                        {k: float(v) for k, v in e.items() if k != "epoch"}, step=int(e["epoch"])
+                    )
+                mlflow.log_metrics(
+                    {
+                        k: float(v)
+                        for k, v in row.items()
+                        if isinstance(v, int | float) and not isinstance(v, bool)
+                    }
+                )

@@ -48,8 +48,10 @@ def _get_from_url(url: str, tmp: Path, timeout_s: float) -> None:
     with requests.get(url, stream=True, timeout=timeout_s) as r:
         r.raise_for_status()
         total = int(r.headers.get("content-length", 0)) or None
-        with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True,
-                                        desc=url.rsplit("/", 1)[-1]) as bar:
+        with (
+            open(tmp, "wb") as f,
+            tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1]) as bar,
+        ):
             for chunk in r.iter_content(CHUNK):
                 f.write(chunk)
                 bar.update(len(chunk))
@@ -83,17 +85,25 @@ def download(params: DownloadParams, out: Path, record: Path) -> dict:
             continue
         # where it came from as a kind ("mirror" or "url"), not the mirror's path: the record
         # is a pipeline output, the same on every machine for the same file (the log has it)
-        info = {"source": kind, "url": params.url, "bytes": out.stat().st_size,
-                "sha256": digest, "filename": params.filename}
+        info = {
+            "source": kind,
+            "url": params.url,
+            "bytes": out.stat().st_size,
+            "sha256": digest,
+            "filename": params.filename,
+        }
         write_json(record, info)
         log.info("downloaded %s (%d bytes) from %s", out, info["bytes"], source)
         return info
     raise PipelineError(f"could not get {params.filename} from any source:\n" + "\n".join(failures))
 
 
-@command(PROJECTS, "download",
-         arg("out", type=Path, help="where the data file lands"),
-         arg("record", type=Path, help="JSON record of source, size and SHA-256"),
-         help="fetch the data set from the mirror folder, else its official URL")
+@command(
+    PROJECTS,
+    "download",
+    arg("out", type=Path, help="where the data file lands"),
+    arg("record", type=Path, help="JSON record of source, size and SHA-256"),
+    help="fetch the data set from the mirror folder, else its official URL",
+)
 def download_stage(params: Params, out: Path, record: Path, *, project: str) -> None:
     download(getattr(params, project).download, out, record)

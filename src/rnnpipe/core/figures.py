@@ -42,20 +42,25 @@ def roc_pr_confusion(labels: np.ndarray, proba: np.ndarray, threshold: float) ->
     out = {}
     if len(np.unique(labels)) == 2:
         fig, (ax,) = figure()
-        RocCurveDisplay.from_predictions(labels, proba, ax=ax, name="test",
-                                         plot_chance_level=True)
+        RocCurveDisplay.from_predictions(labels, proba, ax=ax, name="test", plot_chance_level=True)
         ax.set_title("ROC curve")
         out["roc"] = fig
         fig, (ax,) = figure()
-        PrecisionRecallDisplay.from_predictions(labels, proba, ax=ax, name="test",
-                                                drop_intermediate=True,
-                                                plot_chance_level=True)
+        PrecisionRecallDisplay.from_predictions(
+            labels, proba, ax=ax, name="test", drop_intermediate=True, plot_chance_level=True
+        )
         ax.set_title("Precision-recall curve")
         out["precision_recall"] = fig
     fig, (ax,) = figure()
-    ConfusionMatrixDisplay.from_predictions(labels, (proba >= threshold).astype(int),
-                                            labels=[0, 1], display_labels=["negative", "positive"],
-                                            ax=ax, colorbar=False, cmap="Blues")
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        (proba >= threshold).astype(int),
+        labels=[0, 1],
+        display_labels=["negative", "positive"],
+        ax=ax,
+        colorbar=False,
+        cmap="Blues",
+    )
     ax.set_title(f"Confusion matrix at threshold {threshold:.3f}")
     out["confusion"] = fig
     return out

@@ -10,7 +10,6 @@ failed, also logs the report and the site to an MLflow run of its own (see _log_
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -23,6 +22,7 @@ import pandas as pd
 
 from rnnpipe.core.atomic import write_json
 from rnnpipe.core.commands import arg
+from rnnpipe.core.digest import file_sha256
 from rnnpipe.core.errors import PipelineError
 
 # before great_expectations is first imported: no usage statistics (offline machines), and no
@@ -32,8 +32,11 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 log = logging.getLogger(__name__)
 
 REPORT = arg("report", type=Path, help="JSON report (a metric); Data Docs go to docs/ beside it")
-STAMP = arg("stamp", type=Path, help="written when the data passes: what passed (the next "
-                                     "stages' dependency)")
+STAMP = arg(
+    "stamp",
+    type=Path,
+    help="written when the data passes: what passed (the next stages' dependency)",
+)
 
 SITE = "rnnpipe"
 MAX_EXAMPLES = 5  # offending rows kept per expectation in the report and the summary
@@ -59,8 +62,10 @@ def _context(root: Path, docs: Path):
     site = {
         "class_name": "SiteBuilder",
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(docs.resolve())},
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs.resolve()),
+        },
     }
     if SITE in context.get_site_names():
         context.update_data_docs_site(SITE, site)
@@ -77,8 +82,14 @@ def _forget_old_results(context, suite_names: set[str]) -> None:
             store.remove_key(key)
 
 
-def validate(check: str, tables: list[Table], report_path: Path, *, files: list[Path] = (),
-             data_docs: bool = True) -> dict:
+def validate(
+    check: str,
+    tables: list[Table],
+    report_path: Path,
+    *,
+    files: list[Path] = (),
+    data_docs: bool = True,
+) -> dict:
     """Validate every table; write the JSON report and the Data Docs, log both to an MLflow run
     of the check's own (see _log_to_mlflow; `files`: the data checked, named there by their
     SHA-256); return the report.
@@ -101,16 +112,22 @@ def validate(check: str, tables: list[Table], report_path: Path, *, files: list[
         suite = context.suites.add_or_update(table.suite)
         batch = source.add_dataframe_asset(table.name).add_batch_definition_whole_dataframe("all")
         definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
-        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-            name=suite.name,
-            validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="data_docs", site_names=[SITE])] if data_docs
-            else [],
-            result_format={"result_format": "SUMMARY",
-                           "partial_unexpected_count": MAX_EXAMPLES,
-                           "unexpected_index_column_names": list(table.index_columns)},
-        ))
+            gx.ValidationDefinition(name=suite.name, data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=suite.name,
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="data_docs", site_names=[SITE])]
+                if data_docs
+                else [],
+                result_format={
+                    "result_format": "SUMMARY",
+                    "partial_unexpected_count": MAX_EXAMPLES,
+                    "unexpected_index_column_names": list(table.index_columns),
+                },
+            )
+        )
         outcome = checkpoint.run(batch_parameters={"dataframe": table.frame})
         for validation in outcome.run_results.values():
             results += [_describe(table.name, r) for r in validation.results]
@@ -127,8 +144,13 @@ def validate(check: str, tables: list[Table], report_path: Path, *, files: list[
         "expectations": results,
     }
     write_json(report_path, report)
-    log.info("%s: %d expectations, %d failed, %.1f s", check, len(results), len(failed),
-             report["seconds"])
+    log.info(
+        "%s: %d expectations, %d failed, %.1f s",
+        check,
+        len(results),
+        len(failed),
+        report["seconds"],
+    )
     _log_to_mlflow(check, report, report_path, docs if data_docs else None, files)
     if failed:
         raise PipelineError(summary(report))
@@ -136,8 +158,17 @@ def validate(check: str, tables: list[Table], report_path: Path, *, files: list[
 
 
 # keyword arguments that are the expectation's bounds (what the summary shows)
-_BOUND_KEYS = ("min_value", "max_value", "value", "value_set", "regex", "column_list",
-               "column_set", "strict_min", "strict_max")
+_BOUND_KEYS = (
+    "min_value",
+    "max_value",
+    "value",
+    "value_set",
+    "regex",
+    "column_list",
+    "column_set",
+    "strict_min",
+    "strict_max",
+)
 
 
 def _describe(table: str, r) -> dict:
@@ -160,10 +191,12 @@ def _describe(table: str, r) -> dict:
         out["rows"] = result.get("element_count")
         out["unexpected"] = result["unexpected_count"]
         examples = result.get("partial_unexpected_index_list") or [
-            {"value": v} for v in result.get("partial_unexpected_list") or []]
+            {"value": v} for v in result.get("partial_unexpected_list") or []
+        ]
         # rows come as {column: value} with index columns, else as bare DataFrame indices
-        examples = [row if isinstance(row, dict) else {"index": row}
-                    for row in examples[:MAX_EXAMPLES]]
+        examples = [
+            row if isinstance(row, dict) else {"index": row} for row in examples[:MAX_EXAMPLES]
+        ]
         out["examples"] = [{k: _short(v) for k, v in row.items()} for row in examples]
     if r.exception_info and r.exception_info.get("raised_exception"):
         out["error"] = r.exception_info.get("exception_message")
@@ -202,8 +235,10 @@ def _short(value, limit: int = 60):
 def summary(report: dict) -> str:
     """A few readable lines: which expectation failed, on what, observed against the bound."""
     failed = [r for r in report["expectations"] if not r["success"]]
-    lines = [f"data quality check {report['check']} failed: {len(failed)} of "
-             f"{report['evaluated']} expectations (details: {report['docs']})"]
+    lines = [
+        f"data quality check {report['check']} failed: {len(failed)} of "
+        f"{report['evaluated']} expectations (details: {report['docs']})"
+    ]
     for r in failed:
         what = r["expectation"]
         if r["column"]:
@@ -224,8 +259,9 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _log_to_mlflow(check: str, report: dict, report_path: Path, docs: Path | None,
-                   files: list[Path]) -> None:
+def _log_to_mlflow(
+    check: str, report: dict, report_path: Path, docs: Path | None, files: list[Path]
+) -> None:
     """A run of the check's own in its project's experiment (the check's first word: imdb_raw
     -> rnnpipe-imdb, stage imdb_check_raw): the report and the Data Docs under quality/, the
     counts, tags naming the data by SHA-256 (data_sha256.<file name>, as in the stamp). The run
@@ -238,10 +274,13 @@ def _log_to_mlflow(check: str, report: dict, report_path: Path, docs: Path | Non
     stage = f"{project}_check_{kind}"
     experiment_id = tracking.setup(project)
     tracking.close_stale_runs(experiment_id, stage)
-    tags = {"stage": stage, "quality.check": check,
-            "quality.passed": str(report["success"]).lower(),
-            **{f"data_sha256.{name}": d for name, d in digests(files).items()},
-            **tracking.source_tags()}
+    tags = {
+        "stage": stage,
+        "quality.check": check,
+        "quality.passed": str(report["success"]).lower(),
+        **{f"data_sha256.{name}": d for name, d in digests(files).items()},
+        **tracking.source_tags(),
+    }
     with mlflow.start_run(run_name=f"{check} check", tags=tags):
         mlflow.log_metrics({k: report[k] for k in ("passed", "failed", "evaluated")})
         mlflow.log_artifact(str(report_path), artifact_path="quality")
@@ -256,14 +295,7 @@ def _log_to_mlflow(check: str, report: dict, report_path: Path, docs: Path | Non
 
 def digests(files: list[Path]) -> dict[str, str]:
     """file name -> SHA-256 of its bytes."""
-    out = {}
-    for path in files:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out[Path(path).name] = h.hexdigest()
-    return out
+    return {Path(path).name: file_sha256(path) for path in files}
 
 
 def write_stamp(stamp: Path, check: str, files: list[Path]) -> None:

@@ -31,8 +31,9 @@ def read_tuned(best_hparams: Path | None, key: str) -> dict:
     except (OSError, ValueError) as e:
         raise PipelineError(f"cannot use tuned hyperparameters {best_hparams}: {e}") from None
     if not isinstance(tuned, dict):
-        raise PipelineError(f"cannot use tuned hyperparameters {best_hparams}: not a mapping "
-                            "of model keys")
+        raise PipelineError(
+            f"cannot use tuned hyperparameters {best_hparams}: not a mapping of model keys"
+        )
     return tuned
 
 
@@ -50,8 +51,11 @@ def resolve(model, tuned: dict | None, best_hparams: Path | str = "best_hparams.
 
 def replaced(given: dict, tuned: dict, section: str) -> list[str]:
     """One line for each key of `section` whose params.yaml value the search replaced."""
-    return [f"{section}.{k}: {given[k]!r} in params.yaml is not used: the search chose "
-            f"{v!r}" for k, v in sorted(tuned.items()) if k in given and given[k] != v]
+    return [
+        f"{section}.{k}: {given[k]!r} in params.yaml is not used: the search chose {v!r}"
+        for k, v in sorted(tuned.items())
+        if k in given and given[k] != v
+    ]
 
 
 def read(path: Path) -> dict:
@@ -62,11 +66,14 @@ def read(path: Path) -> dict:
         raise PipelineError(f"cannot read hyperparameters {path}: {e}") from None
 
 
-@command(PROJECTS, "hparams",
-         arg("best_hparams", type=Path, help="models/<project>/best_hparams.json of tune"),
-         arg("out", type=Path, help="models/<project>/hparams.json: what train uses"),
-         help="the model hyperparameters for train: params <project>.train.model, with the "
-              "searched keys from tune when <project>.train.use_tuned")
+@command(
+    PROJECTS,
+    "hparams",
+    arg("best_hparams", type=Path, help="models/<project>/best_hparams.json of tune"),
+    arg("out", type=Path, help="models/<project>/hparams.json: what train uses"),
+    help="the model hyperparameters for train: params <project>.train.model, with the "
+    "searched keys from tune when <project>.train.use_tuned",
+)
 def hparams(params: Params, best_hparams: Path, out: Path, *, project: str) -> None:
     t = getattr(params, project).train
     tuned = read_tuned(best_hparams, f"{project}.train.use_tuned") if t.use_tuned else None
@@ -75,9 +82,19 @@ def hparams(params: Params, best_hparams: Path, out: Path, *, project: str) -> N
     if tuned is None:
         log.info("wrote %s from params %s.train.model: %s", out, project, hp)
         return
-    log.info("wrote %s: the search decides %s (%s.tune.space); the rest from params "
-             "%s.train.model", out, ", ".join(sorted(tuned)) or "nothing", project, project)
+    log.info(
+        "wrote %s: the search decides %s (%s.tune.space); the rest from params %s.train.model",
+        out,
+        ", ".join(sorted(tuned)) or "nothing",
+        project,
+        project,
+    )
     for line in replaced(t.model.model_dump(), tuned, f"{project}.train.model"):
         # stderr, beside DVC's output: a user who edited that key sees why nothing changed
-        log.warning("%s (set %s.train.use_tuned: false to train on params.yaml's model, or "
-                    "drop the key from %s.tune.space to fix it)", line, project, project)
+        log.warning(
+            "%s (set %s.train.use_tuned: false to train on params.yaml's model, or "
+            "drop the key from %s.tune.space to fix it)",
+            line,
+            project,
+            project,
+        )

@@ -3,8 +3,8 @@ and `rnnpipe charlm generate`: which model (`choose`), and its answers offline (
 
 Which: the model given (`--model-uri`: an MLflow model URI or a model directory); else the
 registry's champion, models:/<project.promote.model_name>@champion, when the tracking store has
-one; else models/<project>/pyfunc when that folder holds an MLflow model (issue 25: the
-evaluate stage is to save it there as a DVC output). One line on stderr says which.
+one; else models/<project>/pyfunc, the MLflow model directory evaluate saves (a DVC output:
+`dvc pull` brings it). One line on stderr says which.
 
 Answers from the model's own code. A pyfunc carries the package's code (code/rnnpipe) and
 imports it when it loads, from the code/ folder MLflow puts first on sys.path. In the CLI's
@@ -45,8 +45,9 @@ MLMODEL = "MLmodel"
 
 # --- which model (in the CLI's process) ---------------------------------------------------------
 
+
 def pyfunc_dir(project: str) -> Path:
-    """models/<project>/pyfunc: where a project's model directory is looked for."""
+    """models/<project>/pyfunc: the model directory the evaluate stage saves."""
     from rnnpipe.core.paths import project_root
 
     return project_root() / "models" / project / "pyfunc"
@@ -59,7 +60,7 @@ def choose(project: str, name: str, model_uri: str | None, verb: str) -> str:
     from rnnpipe.core.errors import PipelineError
 
     if model_uri:
-        uri = checked(model_uri)
+        uri = checked(model_uri, project)
         say(f"{verb} {model_uri} (--model-uri)")
         return uri
     from rnnpipe.core import tracking
@@ -75,13 +76,14 @@ def choose(project: str, name: str, model_uri: str | None, verb: str) -> str:
     if not folder.exists():
         raise PipelineError(
             f"no model: {name!r} has no champion in {store}, and there is no {shown(folder)}; "
-            f"run `dvc repro {project}_register`, or give --model-uri")
-    uri = checked(str(folder))
+            f"run `dvc pull` (or `dvc repro {project}_evaluate`), or give --model-uri"
+        )
+    uri = checked(str(folder), project)
     say(f"{verb} {shown(folder)} (no champion of {name!r} in {store})")
     return uri
 
 
-def checked(uri: str) -> str:
+def checked(uri: str, project: str) -> str:
     """`uri` as given, or, for a local directory, its absolute path once it is known to hold an
     MLmodel."""
     from rnnpipe.core.errors import PipelineError
@@ -90,9 +92,15 @@ def checked(uri: str) -> str:
     if path is None:
         return uri
     if not path.exists():
-        raise PipelineError(f"{uri}: no such model directory")
+        raise PipelineError(
+            f"{uri}: no such model directory; `dvc repro {project}_evaluate` "
+            f"writes models/{project}/pyfunc (or `dvc pull` brings it)"
+        )
     if not (path / MLMODEL).is_file():
-        raise PipelineError(f"{uri} has no {MLMODEL}: it is not a whole MLflow model directory")
+        raise PipelineError(
+            f"{uri} has no {MLMODEL}: it is not a whole MLflow model directory; "
+            f"`dvc repro {project}_evaluate` writes models/{project}/pyfunc"
+        )
     return str(path.resolve())
 
 
@@ -156,8 +164,8 @@ def one_line(e: BaseException) -> str:
 
 # --- answers (the CLI's side of the worker) ----------------------------------------------------
 
-def answers(project: str, name: str, model_uri: str | None, records: list[dict]
-            ) -> Iterator[dict]:
+
+def answers(project: str, name: str, model_uri: str | None, records: list[dict]) -> Iterator[dict]:
     """The chosen model's answers (`choose`) to `records`, the rows of its input DataFrame, one
     dict per row, computed with the model's own code in a fresh interpreter. A bad request or
     a model that does not load: PipelineError with the model's one-line message."""
@@ -165,8 +173,12 @@ def answers(project: str, name: str, model_uri: str | None, records: list[dict]
 
     with worker() as proc:
         uri = choose(project, name, model_uri, "using")
-        request = {"model": uri, "tracking_uri": None, "records": records,
-                   "verbose": logging.getLogger(PACKAGE).isEnabledFor(logging.DEBUG)}
+        request = {
+            "model": uri,
+            "tracking_uri": None,
+            "records": records,
+            "verbose": logging.getLogger(PACKAGE).isEnabledFor(logging.DEBUG),
+        }
         if local_path(uri) is None:  # models:/, runs:/ ...: from the tracking store
             from rnnpipe.core import tracking
 
@@ -180,8 +192,9 @@ def answers(project: str, name: str, model_uri: str | None, records: list[dict]
                 raise PipelineError(message["error"])
             yield message["answer"]
         if proc.wait() != 0:
-            raise PipelineError(f"the model's process ended with status {proc.returncode} "
-                                f"(its messages are above)")
+            raise PipelineError(
+                f"the model's process ended with status {proc.returncode} (its messages are above)"
+            )
 
 
 @contextlib.contextmanager
@@ -190,8 +203,14 @@ def worker() -> Iterator[subprocess.Popen]:
     # -I: neither the script's folder (rnnpipe/core holds a `requests` module) nor PYTHONPATH
     # nor the user's site-packages on sys.path
     env = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"} | dict(os.environ)
-    with subprocess.Popen([sys.executable, "-I", __file__], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True, encoding="utf-8", env=env) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-I", __file__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env=env,
+    ) as proc:
         try:
             yield proc
         finally:
@@ -200,6 +219,7 @@ def worker() -> Iterator[subprocess.Popen]:
 
 
 # --- the worker (this file as a script) --------------------------------------------------------
+
 
 class ModelCodeOnly(importlib.abc.MetaPathFinder):
     """Finds `rnnpipe` in `folder` (the model's code/) and nowhere else: not in the working tree
@@ -212,11 +232,17 @@ class ModelCodeOnly(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name != PACKAGE:
             return None
-        spec = None if self.folder is None else \
-            importlib.machinery.PathFinder.find_spec(name, [self.folder])
+        spec = (
+            None
+            if self.folder is None
+            else importlib.machinery.PathFinder.find_spec(name, [self.folder])
+        )
         if spec is None:
-            raise ModuleNotFoundError(f"the model carries no code of {PACKAGE} (code/{PACKAGE}): "
-                                      f"it cannot load with the working tree's", name=name)
+            raise ModuleNotFoundError(
+                f"the model carries no code of {PACKAGE} (code/{PACKAGE}): "
+                f"it cannot load with the working tree's",
+                name=name,
+            )
         return spec
 
 
@@ -230,12 +256,13 @@ class OneLineWarnings(logging.Handler):
 def warning_line(message: str) -> str:
     """An MLflow warning on one line; its list of the model's requirements that the installed
     packages do not meet (mlflow.utils.requirements_utils, one " - " line each) as a list."""
-    differ = [line.removeprefix(" - ") for line in message.splitlines()
-              if line.startswith(" - ")]
+    differ = [line.removeprefix(" - ") for line in message.splitlines() if line.startswith(" - ")]
     if "mismatches between the model's dependencies" in message and differ:
-        return (f"the model's requirements differ from the installed packages: "
-                f"{'; '.join(differ)}; its answers may differ from the ones it was checked "
-                f"with (mlflow.pyfunc.get_model_dependencies gives its environment)")
+        return (
+            f"the model's requirements differ from the installed packages: "
+            f"{'; '.join(differ)}; its answers may differ from the ones it was checked "
+            f"with (mlflow.pyfunc.get_model_dependencies gives its environment)"
+        )
     return " ".join(message.split())
 
 
@@ -247,8 +274,11 @@ def load(uri: str, tracking_uri: str | None, tmp: str):
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     path = local_path(uri)
-    local = str(path) if path is not None and path.is_dir() else \
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+    local = (
+        str(path)
+        if path is not None and path.is_dir()
+        else mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+    )
     code = Model.load(local).flavors.get("python_function", {}).get("code")
     sys.meta_path.insert(0, ModelCodeOnly(os.path.join(local, code) if code else None))
     return mlflow.pyfunc.load_model(local)

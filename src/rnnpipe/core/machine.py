@@ -20,6 +20,12 @@ def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
     flags = re.search(r"^flags\s*:(.*)$", info, re.M)
     flags = set(flags.group(1).split()) if flags else set()
-    isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
-                if flag in flags), "no AVX")
+    isa = next(
+        (
+            name
+            for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+            if flag in flags
+        ),
+        "no AVX",
+    )
     return f"{model.group(1).strip() if model else platform.machine()}, {isa}"

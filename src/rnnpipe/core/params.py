@@ -116,33 +116,45 @@ class TuneParams(Section):
     def _space(self):
         for key, values in self.space.items():
             if not values:
-                raise ValueError(f"space.{key}: an empty list (give one value to fix a key, "
-                                 "or leave the key out)")
+                raise ValueError(
+                    f"space.{key}: an empty list (give one value to fix a key, "
+                    "or leave the key out)"
+                )
         return self
+
+
+def _check_value(model: Section, key: str, value, where: str, section: str) -> None:
+    """`value` in place of `model`'s `key` passes the model schema (`where` names the setting
+    in errors, `section` the model's section)."""
+    schema = type(model)
+    if key not in schema.model_fields:
+        raise ValueError(
+            f"{where}: not a key of {section} (one of {', '.join(schema.model_fields)})"
+        )
+    try:
+        schema(**(BaseModel.model_dump(model) | {key: value}))
+    except ValidationError as e:
+        raise ValueError(
+            f"{where}: {value!r} is refused: {e.errors()[0]['msg'].removeprefix('Value error, ')}"
+        ) from None
 
 
 def check_space(tune: TuneParams, model: Section, section: str) -> None:
     """Every key of tune.space is a key of `model` (the fixed model, <project>.train.model) and
     every value one that the model schema accepts in its place."""
-    schema, fixed = type(model), BaseModel.model_dump(model)
+    fixed = BaseModel.model_dump(model)
     for key, values in tune.space.items():
-        if key not in schema.model_fields:
-            raise ValueError(f"tune.space.{key}: not a key of {section} (one of "
-                             f"{', '.join(schema.model_fields)})")
         for value in values:
-            try:
-                schema(**(fixed | {key: value}))
-            except ValidationError as e:
-                raise ValueError(f"tune.space.{key}: {value!r} is refused: "
-                                 f"{e.errors()[0]['msg'].removeprefix('Value error, ')}"
-                                 ) from None
+            _check_value(model, key, value, f"tune.space.{key}", section)
     # a Transformer trial takes any pair of heads and units the space offers
     if "Transformer" in tune.space.get("cell", [fixed["cell"]]):
         for units in tune.space.get("units", [fixed["units"]]):
             for heads in tune.space.get("heads", [fixed["heads"]]):
                 if units % heads:
-                    raise ValueError(f"tune.space.heads: {heads} does not divide "
-                                     f"tune.space.units {units} (a Transformer's width)")
+                    raise ValueError(
+                        f"tune.space.heads: {heads} does not divide "
+                        f"tune.space.units {units} (a Transformer's width)"
+                    )
 
 
 class CompareParams(Section):
@@ -163,17 +175,9 @@ class CompareParams(Section):
 def check_compare(compare: CompareParams, model: Section, section: str) -> None:
     """Every key of the compare rows is a key of `model` (<project>.train.model) and every value
     one that the model schema accepts in its place."""
-    schema, fixed = type(model), BaseModel.model_dump(model)
     for name, keys in (("recurrent", compare.recurrent), ("attention", compare.attention)):
         for key, value in keys.items():
-            if key not in schema.model_fields:
-                raise ValueError(f"compare.{name}.{key}: not a key of {section}")
-            try:
-                schema(**(fixed | {key: value}))
-            except ValidationError as e:
-                raise ValueError(f"compare.{name}.{key}: {value!r} is refused: "
-                                 f"{e.errors()[0]['msg'].removeprefix('Value error, ')}"
-                                 ) from None
+            _check_value(model, key, value, f"compare.{name}.{key}", section)
     if compare.recurrent.get("cell") == "Transformer":
         raise ValueError("compare.recurrent.cell: the recurrent row takes a recurrent cell")
     if compare.attention.get("cell", "Transformer") != "Transformer":
@@ -201,8 +205,9 @@ def schema(project: str) -> type[Section]:
 
 
 def _params_model(projects: tuple[str, ...]) -> type[Params]:
-    fields = {p: ((schema(p), ...) if p in projects else (dict[str, Any] | None, None))
-              for p in PROJECTS}
+    fields = {
+        p: ((schema(p), ...) if p in projects else (dict[str, Any] | None, None)) for p in PROJECTS
+    }
     return create_model("Params", __base__=Params, **fields)
 
 
@@ -212,8 +217,11 @@ def _format_error(err: ValidationError, path: Path) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            where = (f"src/rnnpipe/{e['loc'][0]}/params.py" if e["loc"][0] in PROJECTS
-                     else "src/rnnpipe/core/params.py")
+            where = (
+                f"src/rnnpipe/{e['loc'][0]}/params.py"
+                if e["loc"][0] in PROJECTS
+                else "src/rnnpipe/core/params.py"
+            )
             msg = f"unknown key (check its spelling; see params.yaml and {where})"
         if e["type"] == "value_error":  # a rule across keys: the message names them
             lines.append(f"  {key}: {msg.removeprefix('Value error, ')}")
@@ -228,8 +236,9 @@ def validate(raw: dict, project: str | None = None) -> Params:
     return _params_model(PROJECTS if project is None else (project,)).model_validate(raw)
 
 
-def load_params(path: str | Path = "params.yaml", project: str | None = None,
-                stage: str | None = None) -> Params:
+def load_params(
+    path: str | Path = "params.yaml", project: str | None = None, stage: str | None = None
+) -> Params:
     """The validated params: the top level and `project`'s section (every project's when
     None). With `stage` given and $RNNPIPE_PARAMS_TRACE set, the keys the stage reads are
     appended to that file when the process ends."""
@@ -243,8 +252,9 @@ def load_params(path: str | Path = "params.yaml", project: str | None = None,
     except yaml.YAMLError as e:
         raise PipelineError(f"{path} is not valid YAML: {e}") from None
     if raw is not None and not isinstance(raw, dict):
-        raise PipelineError(f"{path}: the top level must be a mapping of keys, got "
-                            f"{type(raw).__name__}")
+        raise PipelineError(
+            f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
     try:
         params = validate(raw or {}, project)
     except ValidationError as e:

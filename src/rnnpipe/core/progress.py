@@ -23,15 +23,21 @@ NONE = "no earlier run recorded"
 
 def _committed(path: Path) -> str | None:
     try:
-        proc = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent,
-                              capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):  # no git, no such folder
         return None
     return proc.stdout if proc.returncode == 0 else None
 
 
-def last_run(report: Path, key: str | Callable = "minutes",
-             count: str | Callable | None = None) -> str:
+def last_run(
+    report: Path, key: str | Callable = "minutes", count: str | Callable | None = None
+) -> str:
     """'last run: 6 epochs in 4.2 min (<report>)', or 'no earlier run recorded (<report>)'.
 
     `key` names the report's minutes; `count`, if given, the key of the work done, shown as
@@ -51,8 +57,13 @@ def last_run(report: Path, key: str | Callable = "minutes",
     return f"last run: {done + ' in ' if done else ''}{minutes:.1f} min ({where})"
 
 
-def announce(stage: str, work: str, report: Path, key: str | Callable = "minutes",
-             count: str | Callable | None = None) -> str:
+def announce(
+    stage: str,
+    work: str,
+    report: Path,
+    key: str | Callable = "minutes",
+    count: str | Callable | None = None,
+) -> str:
     """Log (and return) '<stage>: <work>; <last_run(report, key, count)>'."""
     line = f"{stage}: {work}; {last_run(report, key, count)}"
     log.info("%s", line)

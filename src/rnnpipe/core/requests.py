@@ -5,10 +5,13 @@ it with HTTP 400 and the message, and keeps serving; the offline CLI prints the 
 Long reviews are not rejected here: the sentiment model truncates them by its own policy
 (params imdb.encode.max_len and truncate).
 
-The caps on the number of reviews or rows in one request hold only inside MLflow's scoring
-server (which sets _MLFLOW_IS_IN_SERVING_ENVIRONMENT), where they keep one request from holding
-the server; the server also ends a request after MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT seconds
-(60 by default). Offline, `pyfunc.load_model(...).predict(df)` takes any number, in chunks.
+The caps on the number of reviews or rows in one request, and on the work of a generation
+request, hold only inside MLflow's scoring server (which sets _MLFLOW_IS_IN_SERVING_ENVIRONMENT),
+where they keep one request from holding the server. The server answers 504 to a request still
+running after MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT seconds (60 by default), but the request
+goes on computing: so a generation request is refused (400) when it needs more character steps
+than the served model, as measured on that machine, writes in half that time (`step_cap`).
+Offline, `pyfunc.load_model(...).predict(df)` takes any number, in chunks.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Container
 
 import numpy as np
 import pandas as pd
+from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
@@ -30,6 +34,7 @@ MAX_ROWS = 64  # generation requests in one request
 MAX_LENGTH = 5_000  # characters generated for one row (one recurrent step each)
 MAX_PROMPT_CHARS = 10_000
 MAX_TEMPERATURE = 100.0
+TIME_SHARE = 0.5  # of the server's timeout: the most an accepted generation request may need
 
 
 def serving() -> bool:
@@ -39,6 +44,35 @@ def serving() -> bool:
 
 def invalid(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def request_timeout() -> int:
+    """Seconds the scoring server gives a request (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT)."""
+    return MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
+
+
+def longest_row(context: int | None = None) -> int:
+    """The most character steps one row may need: the longest prompt (an attention model reads
+    only its last `context` characters) and the longest length."""
+    return min(context or MAX_PROMPT_CHARS, MAX_PROMPT_CHARS) + MAX_LENGTH
+
+
+def character_steps(rows: list[dict], context: int | None = None) -> int:
+    """The characters a model reads and writes for checked rows: prompt + length each, a prompt
+    counted up to its last `context` characters when the model reads only those."""
+    return sum(min(len(r["prompt"]), context or MAX_PROMPT_CHARS) + r["length"] for r in rows)
+
+
+def step_cap(per_step: float, per_row_step: float, longest: int) -> int:
+    """The most character steps (over all rows) a generation request may need, so that it
+    needs at most TIME_SHARE of the server's timeout, for a model whose batched generation
+    costs per_step seconds a step plus per_row_step for each row in the step. A request takes
+    as many steps as its longest prompt and longest length together, at most `longest`
+    (longest_row): the cap holds for any shape of request."""
+    seconds = TIME_SHARE * request_timeout()
+    if longest * (per_step + per_row_step) > seconds:  # even one row of `longest` is too long
+        return int(seconds / (per_step + per_row_step))
+    return int((seconds - longest * per_step) / per_row_step)
 
 
 def _missing(value) -> bool:
@@ -72,8 +106,10 @@ def reviews(model_input) -> list[str]:
     if not texts:
         raise invalid('no reviews: send {"inputs": ["a review", ...]}')
     if len(texts) > MAX_REVIEWS and serving():
-        raise invalid(f"{len(texts)} reviews in one request; at most {MAX_REVIEWS} (score more "
-                      "offline: rnnpipe imdb predict --file, or mlflow.pyfunc.load_model)")
+        raise invalid(
+            f"{len(texts)} reviews in one request; at most {MAX_REVIEWS} (score more "
+            "offline: rnnpipe imdb predict --file, or mlflow.pyfunc.load_model)"
+        )
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             got = "null" if _missing(t) else type(t).__name__
@@ -98,19 +134,27 @@ def _integer(row: dict, i: int, key: str, default: int | None = None) -> int:
     return int(v)
 
 
-def generation_requests(model_input, known: Container[str]) -> list[dict]:
+def generation_requests(
+    model_input, known: Container[str], max_steps: int | None = None, context: int | None = None
+) -> list[dict]:
     """Rows of prompt, length, temperature (optional seed, top_k) -> checked dicts.
 
     `known`: the characters the model saw in training. A prompt may hold unseen characters
-    (the model reads them as "unknown"), but not only those.
+    (the model reads them as "unknown"), but not only those. `max_steps`: in the scoring
+    server, the most character steps the request may need (step_cap), a prompt counted up to
+    the model's `context` if it has one.
     """
     rows = _values(model_input)
     if not rows:
-        raise invalid('no rows: send {"dataframe_records": [{"prompt": "The island", '
-                      '"length": 200, "temperature": 0.8, "seed": 1}]}')
+        raise invalid(
+            'no rows: send {"dataframe_records": [{"prompt": "The island", '
+            '"length": 200, "temperature": 0.8, "seed": 1}]}'
+        )
     if len(rows) > MAX_ROWS and serving():
-        raise invalid(f"{len(rows)} rows in one request; at most {MAX_ROWS} (generate more "
-                      "offline with mlflow.pyfunc.load_model)")
+        raise invalid(
+            f"{len(rows)} rows in one request; at most {MAX_ROWS} (generate more "
+            "offline with mlflow.pyfunc.load_model)"
+        )
     out = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -123,8 +167,9 @@ def generation_requests(model_input, known: Container[str]) -> list[dict]:
         if not prompt:
             raise invalid(f"row {i}: 'prompt' is empty; give at least one character")
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise invalid(f"row {i}: 'prompt' has {len(prompt)} characters; "
-                          f"at most {MAX_PROMPT_CHARS}")
+            raise invalid(
+                f"row {i}: 'prompt' has {len(prompt)} characters; at most {MAX_PROMPT_CHARS}"
+            )
         if not any(c in known for c in prompt):
             raise invalid(f"row {i}: 'prompt' holds only characters the model never saw")
         length = _integer(row, i, "length")
@@ -136,14 +181,38 @@ def generation_requests(model_input, known: Container[str]) -> list[dict]:
         if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
             raise invalid(f"row {i}: 'temperature' must be a number, got {temperature!r}")
         if not 0 < temperature <= MAX_TEMPERATURE:
-            raise invalid(f"row {i}: 'temperature' must be > 0 and <= {MAX_TEMPERATURE:g}, "
-                          f"got {temperature}")
+            raise invalid(
+                f"row {i}: 'temperature' must be > 0 and <= {MAX_TEMPERATURE:g}, got {temperature}"
+            )
         seed = _integer(row, i, "seed", default=0)
         if seed < 0:
             raise invalid(f"row {i}: 'seed' must be >= 0, got {seed}")
         top_k = _integer(row, i, "top_k", default=0)  # 0: no top-k restriction
         if top_k < 0:
             raise invalid(f"row {i}: 'top_k' must be >= 1, got {top_k}")
-        out.append({"prompt": prompt, "length": length, "temperature": float(temperature),
-                    "seed": seed, "top_k": top_k or None})
+        out.append(
+            {
+                "prompt": prompt,
+                "length": length,
+                "temperature": float(temperature),
+                "seed": seed,
+                "top_k": top_k or None,
+            }
+        )
+    if max_steps is not None and serving():
+        _check_steps(out, max_steps, context)
     return out
+
+
+def _check_steps(rows: list[dict], max_steps: int, context: int | None) -> None:
+    need = character_steps(rows, context)
+    if need > max_steps:
+        counted = (
+            "rows x (prompt + length)"
+            if context is None
+            else f"rows x (prompt + length), a prompt counted up to {context:,} characters"
+        )
+        raise invalid(
+            f"this request needs {need:,} character steps; this server accepts at "
+            f"most {max_steps:,} per request ({counted}); send fewer or shorter rows"
+        )

@@ -54,15 +54,22 @@ RUN_ID_ENV = "RNNPIPE_TUNE_RUN_ID"
 TUNER_ROOT = Path(".tuner")  # outside DVC's outputs, which DVC deletes before a stage runs
 PACKAGE = Path(__file__).resolve().parents[1]
 
-ARGS = (arg("processed", type=Path, help="folder with train/valid .npz"),
-        arg("vocab", type=Path, help="vocab.json"),
-        arg("out", type=Path, help="best_hparams.json (written by the chief or a lone search)"),
-        arg("report", type=Path, help="reports/<project>/tuning.json: the search's result"),
-        arg("trials", type=Path, help="reports/<project>/tuning_trials.json: one row per "
-                                      "trial (a DVC plot)"))
-HELP = ("search cell type, units, clip norm (params <project>.tune) with Keras Tuner; each "
-        "trial a nested MLflow run. With KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
-        "KERASTUNER_ORACLE_PORT set: the chief oracle or a worker of a distributed search")
+ARGS = (
+    arg("processed", type=Path, help="folder with train/valid .npz"),
+    arg("vocab", type=Path, help="vocab.json"),
+    arg("out", type=Path, help="best_hparams.json (written by the chief or a lone search)"),
+    arg("report", type=Path, help="reports/<project>/tuning.json: the search's result"),
+    arg(
+        "trials",
+        type=Path,
+        help="reports/<project>/tuning_trials.json: one row per trial (a DVC plot)",
+    ),
+)
+HELP = (
+    "search cell type, units, clip norm (params <project>.tune) with Keras Tuner; each "
+    "trial a nested MLflow run. With KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and "
+    "KERASTUNER_ORACLE_PORT set: the chief oracle or a worker of a distributed search"
+)
 WORKER_WAIT_S = 300  # how long a worker waits for the chief's MLflow parent run
 
 
@@ -83,13 +90,16 @@ class Task:
 def declare(hp: keras_tuner.HyperParameters, tune: TuneParams) -> dict:
     """Declare the search space in `hp`; returns {model key: value chosen for this trial}."""
     if not tune.space:
-        raise PipelineError("tune.space is empty: give at least one model key and the values "
-                            "to try (see params.yaml)")
+        raise PipelineError(
+            "tune.space is empty: give at least one model key and the values "
+            "to try (see params.yaml)"
+        )
     values = {}
     for key, choices in tune.space.items():
         # one value: fixed (shown in every trial, not searched)
-        values[key] = (hp.Fixed(key, choices[0]) if len(choices) == 1
-                       else hp.Choice(key, list(choices)))
+        values[key] = (
+            hp.Fixed(key, choices[0]) if len(choices) == 1 else hp.Choice(key, list(choices))
+        )
     return values
 
 
@@ -138,8 +148,11 @@ class ProjectHyperModel(keras_tuner.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         hparams = hparams_from(hp.values, self.base, self.tune.space)
         data = self.task.data(hparams)
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *data.pop("callbacks", []),
-                               *schedule(hparams)]
+        kwargs["callbacks"] = [
+            *kwargs.get("callbacks", []),
+            *data.pop("callbacks", []),
+            *schedule(hparams),
+        ]
         return model.fit(*args, **data, **kwargs)
 
 
@@ -184,8 +197,9 @@ def budgeted(oracle, budget: Budget) -> None:
 
     def populate_space(trial_id):
         if budget.over():
-            log.info("the search's time budget is spent (%.1f min): no new trial",
-                     budget.spent() / 60)
+            log.info(
+                "the search's time budget is spent (%.1f min): no new trial", budget.spent() / 60
+            )
             return {"status": keras_tuner.engine.trial.TrialStatus.STOPPED}
         return populate(trial_id)
 
@@ -202,13 +216,19 @@ class _MlflowTrials:
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), tracking.MlflowMetrics(),
-                               StopAtBudget(self.budget)]
+        kwargs["callbacks"] = [
+            *kwargs.get("callbacks", []),
+            tracking.MlflowMetrics(),
+            StopAtBudget(self.budget),
+        ]
         with _trial_run(self.parent_run_id, trial.trial_id, self.tuner_id):
             mlflow.log_params(values)
             histories = super().run_trial(trial, *args, **kwargs)
-            scores = [h.history[self.objective_name] for h in histories
-                      if self.objective_name in h.history]
+            scores = [
+                h.history[self.objective_name]
+                for h in histories
+                if self.objective_name in h.history
+            ]
             if scores:
                 best = min if DIRECTIONS[self.objective_name] == "min" else max
                 mlflow.log_metric("score", float(np.mean([best(s) for s in scores])))
@@ -242,22 +262,36 @@ def _trial_run(parent_run_id: str, trial_id: str, tuner_id: str) -> mlflow.Activ
     found = mlflow.search_runs(
         experiment_ids=[mlflow.get_run(parent_run_id).info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
-                      f"and tags.trial_id = '{trial_id}'",
+        f"and tags.trial_id = '{trial_id}'",
         output_format="list",
     )
     if found:
         return mlflow.start_run(run_id=found[0].info.run_id, nested=True)
-    return mlflow.start_run(run_name=f"trial {trial_id}", nested=True,
-                            parent_run_id=parent_run_id,
-                            tags={"trial_id": trial_id, "tuner_id": tuner_id})
+    return mlflow.start_run(
+        run_name=f"trial {trial_id}",
+        nested=True,
+        parent_run_id=parent_run_id,
+        tags={"trial_id": trial_id, "tuner_id": tuner_id},
+    )
 
 
-def make_tuner(hypermodel: keras_tuner.HyperModel, tune: TuneParams, seed: int,
-               directory: Path, project_name: str,
-               budget: Budget | None = None) -> keras_tuner.Tuner:
+def make_tuner(
+    hypermodel: keras_tuner.HyperModel,
+    tune: TuneParams,
+    seed: int,
+    directory: Path,
+    project_name: str,
+    budget: Budget | None = None,
+) -> keras_tuner.Tuner:
     objective = keras_tuner.Objective(tune.objective, DIRECTIONS[tune.objective])
-    common = dict(hypermodel=hypermodel, objective=objective, seed=seed,
-                  directory=str(directory), project_name=project_name, overwrite=False)
+    common = dict(
+        hypermodel=hypermodel,
+        objective=objective,
+        seed=seed,
+        directory=str(directory),
+        project_name=project_name,
+        overwrite=False,
+    )
     if tune.tuner == "random":
         tuner = RandomTuner(max_trials=tune.max_trials, **common)
     elif tune.tuner == "bayesian":
@@ -265,25 +299,26 @@ def make_tuner(hypermodel: keras_tuner.HyperModel, tune: TuneParams, seed: int,
     else:
         # Hyperband sizes its brackets from max_epochs and starts new rounds of brackets until
         # max_trials (models) or the time budget ends it
-        tuner = HyperbandTuner(max_epochs=tune.epochs, factor=3, hyperband_iterations=10_000,
-                               **common)
+        tuner = HyperbandTuner(
+            max_epochs=tune.epochs, factor=3, hyperband_iterations=10_000, **common
+        )
         tuner.oracle.max_trials = tune.max_trials
     tuner.objective_name = tune.objective
-    tuner.budget = budget or Budget(directory / project_name / "budget_seconds.txt",
-                                    tune.max_minutes)
+    tuner.budget = budget or Budget(
+        directory / project_name / "budget_seconds.txt", tune.max_minutes
+    )
     if isinstance(tuner.oracle, keras_tuner.Oracle):  # a worker's is a client of the chief's
         budgeted(tuner.oracle, tuner.budget)
     return tuner
 
 
 def role() -> str:
-    """"single" (no KERASTUNER_* variables), "chief" or "worker"."""
+    """ "single" (no KERASTUNER_* variables), "chief" or "worker"."""
     if "KERASTUNER_ORACLE_IP" not in os.environ:
         return "single"
     for var in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
         if not os.environ.get(var):
-            raise PipelineError(f"distributed search: KERASTUNER_ORACLE_IP is set but {var} "
-                                "is not")
+            raise PipelineError(f"distributed search: KERASTUNER_ORACLE_IP is set but {var} is not")
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
@@ -311,14 +346,27 @@ def subsample(n: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:k])
 
 
-def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Path(".tuner"),
-               verbose: int | None = None) -> dict | None:
+def run_search(
+    task: Task,
+    tune: TuneParams,
+    seed: int,
+    *,
+    tuner_root: Path = Path(".tuner"),
+    verbose: int | None = None,
+) -> dict | None:
     """Run (or continue) the search; returns the result for best_hparams.json, or None in a
     distributed worker, which only runs trials. `verbose`: Keras', verbosity() if None."""
     verbose = verbosity() if verbose is None else verbose
     who = role()
-    key = settings_key({"tune": tune.model_dump(), "base": task.base, "seed": seed,
-                        "data": task.fingerprint, "code": code_fingerprint()})
+    key = settings_key(
+        {
+            "tune": tune.model_dump(),
+            "base": task.base,
+            "seed": seed,
+            "data": task.fingerprint,
+            "code": code_fingerprint(),
+        }
+    )
     directory = Path(tuner_root) / task.project
     if who != "worker" and directory.exists():
         for old in directory.iterdir():  # searches of other settings are stale
@@ -338,8 +386,11 @@ def run_search(task: Task, tune: TuneParams, seed: int, *, tuner_root: Path = Pa
         tuner = make_tuner(hypermodel, tune, seed, directory, key)
         tuner.parent_run_id = run.info.run_id
         if who == "chief":
-            log.info("chief: oracle on %s:%s, waiting for workers",
-                     os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
+            log.info(
+                "chief: oracle on %s:%s, waiting for workers",
+                os.environ["KERASTUNER_ORACLE_IP"],
+                os.environ["KERASTUNER_ORACLE_PORT"],
+            )
         _search(tuner, task, tune, verbose)
         result, table = summarize(tuner.oracle, tune)
         result["minutes"] = round(tuner.budget.spent() / 60, 2)
@@ -383,36 +434,56 @@ def _chief_run_id(key: str) -> str:
         return os.environ[RUN_ID_ENV]
     deadline = time.monotonic() + WORKER_WAIT_S
     while True:
-        runs = mlflow.search_runs(filter_string=f"tags.tune_key = '{key}' "
-                                                "and attributes.status = 'RUNNING'",
-                                  order_by=["attributes.start_time DESC"], output_format="list")
+        runs = mlflow.search_runs(
+            filter_string=f"tags.tune_key = '{key}' and attributes.status = 'RUNNING'",
+            order_by=["attributes.start_time DESC"],
+            output_format="list",
+        )
         if runs:
             return runs[0].info.run_id
         if time.monotonic() > deadline:
             raise PipelineError(
                 f"worker: no running tune run with tune_key {key} in MLflow "
                 f"({mlflow.get_tracking_uri()}) after {WORKER_WAIT_S} s: start the chief first, "
-                f"use the same params, data and MLFLOW_TRACKING_URI, or set {RUN_ID_ENV}")
+                f"use the same params, data and MLFLOW_TRACKING_URI, or set {RUN_ID_ENV}"
+            )
         time.sleep(2)
 
 
 def summarize(oracle, tune: TuneParams) -> tuple[dict, list[dict]]:
     """The result for best_hparams.json and one row per trial."""
     trials = sorted(oracle.trials.values(), key=lambda t: t.trial_id)
-    done = [t for t in trials if t.status == "COMPLETED" and t.score is not None
-            and math.isfinite(t.score)]
+    done = [
+        t
+        for t in trials
+        if t.status == "COMPLETED" and t.score is not None and math.isfinite(t.score)
+    ]
     if not done:
         why = next((t.message for t in trials if t.message), "no trial finished")
-        raise PipelineError(f"the search finished no trial ({len(trials)} tried); the last "
-                            f"error:\n{why}")
+        raise PipelineError(
+            f"the search finished no trial ({len(trials)} tried); the last error:\n{why}"
+        )
     best = oracle.get_best_trials(1)[0]
-    table = [{"trial_id": t.trial_id, "status": t.status, "score": t.score,
-              "epochs": t.hyperparameters.values.get("tuner/epochs", tune.epochs),
-              **{k: v for k, v in searched(t.hyperparameters.values, tune.space).items()
-                 if len(tune.space[k]) > 1}}
-             for t in trials]
-    result = {"hparams": searched(best.hyperparameters.values, tune.space),
-              "score": float(best.score), "objective": tune.objective, "trials": len(done)}
+    table = [
+        {
+            "trial_id": t.trial_id,
+            "status": t.status,
+            "score": t.score,
+            "epochs": t.hyperparameters.values.get("tuner/epochs", tune.epochs),
+            **{
+                k: v
+                for k, v in searched(t.hyperparameters.values, tune.space).items()
+                if len(tune.space[k]) > 1
+            },
+        }
+        for t in trials
+    ]
+    result = {
+        "hparams": searched(best.hyperparameters.values, tune.space),
+        "score": float(best.score),
+        "objective": tune.objective,
+        "trials": len(done),
+    }
     return result, table
 
 
@@ -436,14 +507,16 @@ def plot_scores(df, objective: str):
     from PIL import Image
 
     names = [c for c in df.columns if c not in ("trial_id", "status", "score")]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.2 * max(1, len(names)), 3),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(names)), figsize=(3.2 * max(1, len(names)), 3), squeeze=False
+    )
     for ax, name in zip(axes[0], names, strict=False):
         levels = sorted(df[name].dropna().unique(), key=lambda v: (str(type(v)), v))
         pos = {v: i for i, v in enumerate(levels)}
         ax.scatter([pos[v] for v in df[name]], df["score"])
-        ax.set_xticks(range(len(levels)), [f"{v:g}" if isinstance(v, float) else str(v)
-                                           for v in levels])
+        ax.set_xticks(
+            range(len(levels)), [f"{v:g}" if isinstance(v, float) else str(v) for v in levels]
+        )
         ax.set_xlabel(name)
         ax.set_ylabel(objective)
     fig.tight_layout()
@@ -454,8 +527,9 @@ def plot_scores(df, objective: str):
     return Image.open(buf)
 
 
-def run_stage(task: Task, tune: TuneParams, seed: int, out: Path, report: Path,
-              trials: Path) -> None:
+def run_stage(
+    task: Task, tune: TuneParams, seed: int, out: Path, report: Path, trials: Path
+) -> None:
     """The tune stage: search, then write best_hparams.json, the report and the trials table,
     and drop the search's state (a finished search is not resumed)."""
     start = time.perf_counter()
@@ -464,16 +538,35 @@ def run_stage(task: Task, tune: TuneParams, seed: int, out: Path, report: Path,
         log.info("worker done in %.0f s (the chief writes %s)", time.perf_counter() - start, out)
         return
     write_json(trials, [{"trial": int(row["trial_id"]), **row} for row in result["table"]])
-    write_json(report, {"objective": result["objective"], "best_score": result["score"],
-                        "trials": result["trials"], "tuner": tune.tuner,
-                        "minutes": result["minutes"], "max_minutes": tune.max_minutes,
-                        "cut_by_budget": result["cut_by_budget"],
-                        "best_hparams": result["hparams"]})
+    write_json(
+        report,
+        {
+            "objective": result["objective"],
+            "best_score": result["score"],
+            "trials": result["trials"],
+            "tuner": tune.tuner,
+            "minutes": result["minutes"],
+            "max_minutes": tune.max_minutes,
+            "cut_by_budget": result["cut_by_budget"],
+            "best_hparams": result["hparams"],
+        },
+    )
     write_json(out, result["hparams"])
     shutil.rmtree(TUNER_ROOT / task.project, ignore_errors=True)
     if result["cut_by_budget"]:
-        log.warning("%s.tune.max_minutes (%g) cut the search after %d finished trials: its "
-                    "result now depends on this machine's speed (set max_minutes: null for a "
-                    "result that does not)", task.project, tune.max_minutes, result["trials"])
-    log.info("wrote %s in %.0f s: %s = %.4f with %s", out, time.perf_counter() - start,
-             result["objective"], result["score"], result["hparams"])
+        log.warning(
+            "%s.tune.max_minutes (%g) cut the search after %d finished trials: its "
+            "result now depends on this machine's speed (set max_minutes: null for a "
+            "result that does not)",
+            task.project,
+            tune.max_minutes,
+            result["trials"],
+        )
+    log.info(
+        "wrote %s in %.0f s: %s = %.4f with %s",
+        out,
+        time.perf_counter() - start,
+        result["objective"],
+        result["score"],
+        result["hparams"],
+    )

@@ -26,6 +26,7 @@ import sqlalchemy
 from mlflow.exceptions import MlflowException
 
 from rnnpipe.core import machine
+from rnnpipe.core.digest import file_sha256
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.paths import project_root
 
@@ -59,8 +60,10 @@ def tracking_uri() -> str:
 def experiment_name(project: str) -> str:
     suffix = os.environ.get(SUFFIX_ENV, "")
     if not re.fullmatch(r"[A-Za-z0-9_-]*", suffix):
-        raise PipelineError(f"${SUFFIX_ENV} is {suffix!r}: it may hold only letters, digits, "
-                            f"'_' and '-' (e.g. -demo)")
+        raise PipelineError(
+            f"${SUFFIX_ENV} is {suffix!r}: it may hold only letters, digits, "
+            f"'_' and '-' (e.g. -demo)"
+        )
     return f"rnnpipe-{project}{suffix}"
 
 
@@ -79,8 +82,9 @@ def setup(project: str) -> str:
     if experiment is None:
         location = (project_root() / "mlartifacts").as_uri() if local else None
         try:
-            experiment_id = client.create_experiment(name, artifact_location=location,
-                                                     tags=EXPERIMENT_TAGS)
+            experiment_id = client.create_experiment(
+                name, artifact_location=location, tags=EXPERIMENT_TAGS
+            )
         except MlflowException as e:
             if e.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -95,8 +99,7 @@ def setup(project: str) -> str:
     return experiment_id
 
 
-def _tag_experiment(client: mlflow.MlflowClient, experiment_id: str, key: str,
-                    value: str) -> None:
+def _tag_experiment(client: mlflow.MlflowClient, experiment_id: str, key: str, value: str) -> None:
     try:
         client.set_experiment_tag(experiment_id, key, value)
     except (MlflowException, sqlalchemy.exc.IntegrityError):
@@ -112,8 +115,13 @@ def source_tags() -> dict[str, str]:
     commit = os.environ.get("DVC_EXP_BASELINE_REV")
     if not commit:
         try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(),
-                                    capture_output=True, text=True, timeout=10).stdout.strip()
+            commit = subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=project_root(),
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             commit = ""
     if commit:
@@ -128,16 +136,18 @@ def source_tags() -> dict[str, str]:
 def close_stale_runs(experiment_id: str, stage: str, keep: str | None = None) -> None:
     """Mark runs of `stage` still RUNNING (their process was killed) as KILLED, but `keep`."""
     client = mlflow.MlflowClient()
-    for run in client.search_runs([experiment_id], f"tags.stage = '{stage}' and "
-                                                   "attributes.status = 'RUNNING'"):
+    for run in client.search_runs(
+        [experiment_id], f"tags.stage = '{stage}' and attributes.status = 'RUNNING'"
+    ):
         if run.info.run_id != keep:
             client.set_terminated(run.info.run_id, status="KILLED")
             log.info("marked run %s of %s as killed", run.info.run_id, stage)
 
 
 @contextlib.contextmanager
-def train_run(project: str, stage: str, run_name: str, resume_id: str | None = None
-              ) -> Iterator[mlflow.ActiveRun]:
+def train_run(
+    project: str, stage: str, run_name: str, resume_id: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
     """The train stage's run: `resume_id` (the run of an interrupted training) if given, else a
     new one. Earlier runs of the stage left RUNNING by a killed process are marked KILLED."""
     experiment_id = setup(project)
@@ -164,20 +174,15 @@ def lock_sha256() -> str:
     return file_sha256(lock) if lock.is_file() else "none"
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _model_runs(project: str, digest: str) -> list:
     """Runs tagged with the model file's SHA-256, newest first."""
     experiment_id = setup(project)  # first: it points the client at the project's store
     return mlflow.MlflowClient().search_runs(
-        [experiment_id], f"tags.{MODEL_TAG} = '{digest}'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+        [experiment_id],
+        f"tags.{MODEL_TAG} = '{digest}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
 
 
 def run_of_model(project: str, model_path: Path) -> str:
@@ -188,7 +193,8 @@ def run_of_model(project: str, model_path: Path) -> str:
         raise PipelineError(
             f"no run in the MLflow store {tracking_uri()} (experiment "
             f"{experiment_name(project)}) trained or evaluated {model_path} (sha256 "
-            f"{digest[:12]}…): run evaluate first (dvc repro -f -s {project}_evaluate)")
+            f"{digest[:12]}…): run evaluate first (dvc repro -f -s {project}_evaluate)"
+        )
     return runs[0].info.run_id
 
 
@@ -200,13 +206,24 @@ def evaluation_run(project: str, model_path: Path) -> str:
     runs = _model_runs(project, digest)
     if runs:
         return runs[0].info.run_id
-    log.warning("no run in %s trained %s: it was trained with another store; logging the "
-                "evaluation to a new run", tracking_uri(), model_path)
+    log.warning(
+        "no run in %s trained %s: it was trained with another store; logging the "
+        "evaluation to a new run",
+        tracking_uri(),
+        model_path,
+    )
     experiment_id = setup(project)
     run = mlflow.MlflowClient().create_run(
-        experiment_id, run_name=f"{project}-evaluate",
-        tags={"stage": f"{project}_evaluate", MODEL_TAG: digest, "train_run": "elsewhere",
-              LOCK_TAG: lock_sha256(), **source_tags()})
+        experiment_id,
+        run_name=f"{project}-evaluate",
+        tags={
+            "stage": f"{project}_evaluate",
+            MODEL_TAG: digest,
+            "train_run": "elsewhere",
+            LOCK_TAG: lock_sha256(),
+            **source_tags(),
+        },
+    )
     return run.info.run_id
 
 
@@ -218,8 +235,9 @@ def log_data(paths: dict[str, Path], context: str = "training") -> None:
 
     for name, path in paths.items():
         digest = hashlib.md5(Path(path).read_bytes()).hexdigest()  # DVC's content hash
-        dataset = MetaDataset(LocalArtifactDatasetSource(str(path)), name=f"{name}@{digest[:8]}",
-                              digest=digest[:8])
+        dataset = MetaDataset(
+            LocalArtifactDatasetSource(str(path)), name=f"{name}@{digest[:8]}", digest=digest[:8]
+        )
         mlflow.log_input(dataset, context=context, tags={"path": str(path), "md5": digest})
 
 

@@ -41,7 +41,7 @@ def store_uri(uri: str) -> str:
     a driver already; any other store is left as it is."""
     for bare in ("postgresql://", "postgres://"):
         if uri.startswith(bare):
-            return "postgresql+psycopg://" + uri[len(bare):]
+            return "postgresql+psycopg://" + uri[len(bare) :]
     return uri
 
 
@@ -89,9 +89,13 @@ def check_bucket(destination: str, timeout: int = CHECK_TIMEOUT_S) -> None:
     where = f"{destination} (endpoint {endpoint or 'AWS S3'})"
     key = "/".join(p for p in (prefix, f".rnnpipe-write-check-{uuid.uuid4().hex}") if p)
     try:
-        s3 = boto3.client("s3", endpoint_url=endpoint,
-                          config=Config(connect_timeout=timeout, read_timeout=timeout,
-                                        retries={"max_attempts": 2}))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            config=Config(
+                connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2}
+            ),
+        )
         s3.put_object(Bucket=bucket, Key=key, Body=b"rnnpipe tracking server write check\n")
         s3.delete_object(Bucket=bucket, Key=key)
     except ClientError as e:
@@ -108,11 +112,21 @@ def check_bucket(destination: str, timeout: int = CHECK_TIMEOUT_S) -> None:
         raise PipelineError(f"cannot write artifacts to {where}: {e}") from None
 
 
-def server_command(mlflow: str, destination: str, host: str, port: int, workers: int | None,
-                   extra: list[str]) -> list[str]:
+def server_command(
+    mlflow: str, destination: str, host: str, port: int, workers: int | None, extra: list[str]
+) -> list[str]:
     """`mlflow server` with the artifact proxy; the backend store comes from the environment."""
-    cmd = [mlflow, "server", "--artifacts-destination", destination, "--serve-artifacts",
-           "--host", host, "--port", str(port)]
+    cmd = [
+        mlflow,
+        "server",
+        "--artifacts-destination",
+        destination,
+        "--serve-artifacts",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if workers:
         cmd += ["--workers", str(workers)]
     return cmd + extra
@@ -122,62 +136,94 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=NAME,
         description="Start an MLflow tracking server for a team: PostgreSQL for runs and the "
-                    "registry, an S3 bucket for artifacts behind the server's proxy. Arguments "
-                    "after `--` go to `mlflow server` (e.g. -- --allowed-hosts "
-                    "mlflow.example.org).")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default: %(default)s; 0.0.0.0 for other machines)")
+        "registry, an S3 bucket for artifacts behind the server's proxy. Arguments "
+        "after `--` go to `mlflow server` (e.g. -- --allowed-hosts "
+        "mlflow.example.org).",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s; 0.0.0.0 for other machines)",
+    )
     parser.add_argument("--port", type=int, default=5000, help="(default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="server worker processes (default: mlflow's)")
-    parser.add_argument("--backend-store-uri", default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
-                        help="default: $MLFLOW_BACKEND_STORE_URI (postgresql://...)")
-    parser.add_argument("--artifacts-destination",
-                        default=os.environ.get("MLFLOW_ARTIFACTS_DESTINATION"),
-                        help="default: $MLFLOW_ARTIFACTS_DESTINATION (s3://bucket/prefix)")
-    parser.add_argument("--no-check", action="store_true",
-                        help="start without checking the database and the bucket first")
-    parser.add_argument("--check-only", action="store_true",
-                        help="check the database and the bucket, then exit")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server worker processes (default: mlflow's)"
+    )
+    parser.add_argument(
+        "--backend-store-uri",
+        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+        help="default: $MLFLOW_BACKEND_STORE_URI (postgresql://...)",
+    )
+    parser.add_argument(
+        "--artifacts-destination",
+        default=os.environ.get("MLFLOW_ARTIFACTS_DESTINATION"),
+        help="default: $MLFLOW_ARTIFACTS_DESTINATION (s3://bucket/prefix)",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="start without checking the database and the bucket first",
+    )
+    parser.add_argument(
+        "--check-only", action="store_true", help="check the database and the bucket, then exit"
+    )
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)} (put mlflow server's own "
-                     "options after --)")
+        parser.error(
+            f"unrecognized arguments: {' '.join(extra)} (put mlflow server's own options after --)"
+        )
     args.extra = extra
     return args
 
 
 def start(args: argparse.Namespace) -> None:
     if not args.backend_store_uri:
-        raise PipelineError("no backend store: set MLFLOW_BACKEND_STORE_URI (postgresql://"
-                            "user@host:5432/database) or pass --backend-store-uri")
+        raise PipelineError(
+            "no backend store: set MLFLOW_BACKEND_STORE_URI (postgresql://"
+            "user@host:5432/database) or pass --backend-store-uri"
+        )
     if not args.artifacts_destination:
-        raise PipelineError("no artifact store: set MLFLOW_ARTIFACTS_DESTINATION "
-                            "(s3://bucket/prefix) or pass --artifacts-destination")
+        raise PipelineError(
+            "no artifact store: set MLFLOW_ARTIFACTS_DESTINATION "
+            "(s3://bucket/prefix) or pass --artifacts-destination"
+        )
     uri = store_uri(args.backend_store_uri)
     if not args.no_check:
         check_database(uri)
         check_bucket(args.artifacts_destination)
-        print(f"{NAME}: {redact(uri)} and {args.artifacts_destination} are reachable",
-              file=sys.stderr)
+        print(
+            f"{NAME}: {redact(uri)} and {args.artifacts_destination} are reachable", file=sys.stderr
+        )
     if args.check_only:
         return
     bin_dir = str(Path(sys.executable).parent)  # the venv's mlflow (and its uvicorn) first
-    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=uri,
-               PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(
+        os.environ,
+        MLFLOW_BACKEND_STORE_URI=uri,
+        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    )
     # MLflow 3's job runner (GenAI evaluation, trace roll-ups: nothing this project uses)
     # starts six more processes of about 250 MB each; set the variable to true to have it
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     mlflow = shutil.which("mlflow", path=env["PATH"])
     if mlflow is None:
         raise PipelineError("the mlflow command is not installed")
-    print(f"{NAME}: runners set MLFLOW_TRACKING_URI=http://{args.host}:{args.port} "
-          f"(runs and registry: {redact(uri)}; artifacts: {args.artifacts_destination}, "
-          "through the server)", file=sys.stderr, flush=True)
-    os.execve(mlflow, server_command(mlflow, args.artifacts_destination, args.host, args.port,
-                                     args.workers, args.extra), env)
+    print(
+        f"{NAME}: runners set MLFLOW_TRACKING_URI=http://{args.host}:{args.port} "
+        f"(runs and registry: {redact(uri)}; artifacts: {args.artifacts_destination}, "
+        "through the server)",
+        file=sys.stderr,
+        flush=True,
+    )
+    os.execve(
+        mlflow,
+        server_command(
+            mlflow, args.artifacts_destination, args.host, args.port, args.workers, args.extra
+        ),
+        env,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

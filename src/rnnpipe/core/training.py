@@ -62,15 +62,21 @@ def batches(train, batch_size: int | None = None) -> int:
     return len(train)
 
 
-def report(history: list[dict], batches: int, batch_size: int, seconds: float,
-           monitor: str = "val_loss") -> dict:
+def report(
+    history: list[dict], batches: int, batch_size: int, seconds: float, monitor: str = "val_loss"
+) -> dict:
     """A train stage's report (reports/<project>/train.json): epochs run, the best by `monitor`
     (counted from 1), batches per epoch of batch_size, minutes. Only the minutes vary between
     two runs of the same data and params."""
     scored = [e for e in history if monitor in e]
     best = min(scored, key=lambda e: e[monitor])["epoch"] + 1 if scored else None
-    return {"epochs": len(history), "best_epoch": best, "batches": batches,
-            "batch_size": batch_size, "minutes": round(seconds / 60, 2)}
+    return {
+        "epochs": len(history),
+        "best_epoch": best,
+        "batches": batches,
+        "batch_size": batch_size,
+        "minutes": round(seconds / 60, 2),
+    }
 
 
 def settings_key(settings: dict) -> str:
@@ -137,9 +143,13 @@ class _EarlyStopping(keras.callbacks.EarlyStopping):
         name = f"best{self.best_epoch}.npz"
         if self.best_epoch == epoch:
             _save_arrays(self.folder / name, self.best_weights)
-        self.state["early"] = {"wait": self.wait, "best": float(self.best),
-                               "best_epoch": self.best_epoch,
-                               "stopped_epoch": self.stopped_epoch, "best_weights": name}
+        self.state["early"] = {
+            "wait": self.wait,
+            "best": float(self.best),
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "best_weights": name,
+        }
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
@@ -175,9 +185,12 @@ class _Backup(keras.callbacks.BackupAndRestore):
         name = f"epoch{self._current_epoch}.weights.h5"
         with atomic_path(self.folder / name) as tmp:
             self.model.save_weights(tmp)
-        self.state.update(epoch=self._current_epoch, weights=name,
-                          stopped=bool(self.model.stop_training),
-                          rng=[np.asarray(v).tolist() for v in _rng_variables(self.model)])
+        self.state.update(
+            epoch=self._current_epoch,
+            weights=name,
+            stopped=bool(self.model.stop_training),
+            rng=[np.asarray(v).tolist() for v in _rng_variables(self.model)],
+        )
         write_json(self.folder / STATE, self.state)
         keep = {STATE, name, (self.state["early"] or {}).get("best_weights")}
         for path in self.folder.iterdir():
@@ -201,7 +214,7 @@ class _Shuffled(keras.utils.PyDataset):
         return -(-len(self.arrays[0]) // self.batch_size)
 
     def __getitem__(self, i):
-        rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         return tuple(a[rows] for a in self.arrays)
 
 
@@ -214,7 +227,7 @@ class EpochDecay(keras.callbacks.Callback):
         self.base, self.decay = base, decay
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = self.base * self.decay ** epoch
+        self.model.optimizer.learning_rate = self.base * self.decay**epoch
 
 
 def schedule(hp: dict) -> list:
@@ -236,8 +249,11 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         last = epoch + 1 >= self.params.get("epochs", epoch + 2)  # ends anyway: not a cut
-        if (self.minutes is not None and not last
-                and time.perf_counter() - self.start >= 60 * self.minutes):
+        if (
+            self.minutes is not None
+            and not last
+            and time.perf_counter() - self.start >= 60 * self.minutes
+        ):
             self.model.stop_training = self.cut = True
 
 
@@ -258,18 +274,38 @@ def _feed(train, seed: int, fit_kwargs: dict):
         return train
     arrays = [train, fit_kwargs.pop("y", None), fit_kwargs.pop("sample_weight", None)]
     fit_kwargs["shuffle"] = False
-    return _Shuffled([a for a in arrays if a is not None], fit_kwargs.pop("batch_size", None)
-                     or 32, seed)
+    return _Shuffled(
+        [a for a in arrays if a is not None], fit_kwargs.pop("batch_size", None) or 32, seed
+    )
 
 
 def _new_state() -> dict:
-    return {"epoch": 0, "batch": 0, "weights": None, "rng": [], "early": None,
-            "stopped": False, "history": [], "run_id": None}
+    return {
+        "epoch": 0,
+        "batch": 0,
+        "weights": None,
+        "rng": [],
+        "early": None,
+        "stopped": False,
+        "history": [],
+        "run_id": None,
+    }
 
 
-def fit(model: keras.Model, train, valid, *, epochs: int, patience: int, checkpoint_dir: Path,
-        settings: dict, callbacks=(), monitor: str = "val_loss", run_id: str | None = None,
-        **fit_kwargs):
+def fit(
+    model: keras.Model,
+    train,
+    valid,
+    *,
+    epochs: int,
+    patience: int,
+    checkpoint_dir: Path,
+    settings: dict,
+    callbacks=(),
+    monitor: str = "val_loss",
+    run_id: str | None = None,
+    **fit_kwargs,
+):
     """Train `model` (compiled, built) on `train`, validating on `valid`; stop once `monitor`
     has not improved for `patience` epochs (Keras' EarlyStopping: 0 stops at the first epoch
     without improvement; the direction follows the name, lower for losses) and end with the
@@ -303,12 +339,23 @@ def fit(model: keras.Model, train, valid, *, epochs: int, patience: int, checkpo
     train = _feed(train, int(settings.get("seed", 0)), fit_kwargs)
     set_epoch = [_SetEpoch(train)] if hasattr(train, "set_epoch") else []
     # user callbacks see (and may add to) an epoch's logs before its state is saved
-    model.fit(train, validation_data=valid, epochs=epochs,
-              callbacks=[*set_epoch, *callbacks,
-                         _EarlyStopping(folder, state, monitor=monitor, patience=patience),
-                         _Backup(folder, state)],
-              **fit_kwargs)
+    model.fit(
+        train,
+        validation_data=valid,
+        epochs=epochs,
+        callbacks=[
+            *set_epoch,
+            *callbacks,
+            _EarlyStopping(folder, state, monitor=monitor, patience=patience),
+            _Backup(folder, state),
+        ],
+        **fit_kwargs,
+    )
     if state["stopped"] and state["early"]:
-        log.info("early stop after epoch %d: best %s at epoch %d", state["epoch"] - 1, monitor,
-                 state["early"]["best_epoch"])
+        log.info(
+            "early stop after epoch %d: best %s at epoch %d",
+            state["epoch"] - 1,
+            monitor,
+            state["early"]["best_epoch"],
+        )
     return model, state["history"]

@@ -33,8 +33,13 @@ class Vocabulary:
         return {t: i for i, t in enumerate(self.tokens)}
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "pad_id": self.pad_id, "oov_id": self.oov_id,
-                "size": len(self.tokens), "tokens": list(self.tokens)}
+        return {
+            "kind": self.kind,
+            "pad_id": self.pad_id,
+            "oov_id": self.oov_id,
+            "size": len(self.tokens),
+            "tokens": list(self.tokens),
+        }
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_json())

@@ -29,9 +29,12 @@ LABELLED = ("train", "valid", "test")
 
 def _balanced(split: str, tolerance: float) -> gxe.Expectation:
     return gxe.ExpectColumnMeanToBeBetween(
-        column="label", min_value=0.5 - tolerance, max_value=0.5 + tolerance,
+        column="label",
+        min_value=0.5 - tolerance,
+        max_value=0.5 + tolerance,
         row_condition=Column("split") == split,
-        description=f"{split}: share of positive reviews within 0.5 ± {tolerance:g}")
+        description=f"{split}: share of positive reviews within 0.5 ± {tolerance:g}",
+    )
 
 
 def raw_suite(p: ImdbCheckRawParams, include_unsup: bool) -> gx.ExpectationSuite:
@@ -40,58 +43,93 @@ def raw_suite(p: ImdbCheckRawParams, include_unsup: bool) -> gx.ExpectationSuite
     train_valid = Column("split").is_in(["train", "valid"])
     expectations = [
         gxe.ExpectTableColumnsToMatchSet(
-            column_set=["split", "id", "rating", "label", "movie", "text"], exact_match=False,
-            description="the table has the columns split, id, rating, label, movie, text"),
+            column_set=["split", "id", "rating", "label", "movie", "text"],
+            exact_match=False,
+            description="the table has the columns split, id, rating, label, movie, text",
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="split", value_set=splits, description=f"split is one of {splits}"),
+            column="split", value_set=splits, description=f"split is one of {splits}"
+        ),
         gxe.ExpectTableRowCountToEqual(
-            value=p.test_size, row_condition=Column("split") == "test",
-            description=f"test has {p.test_size} reviews"),
+            value=p.test_size,
+            row_condition=Column("split") == "test",
+            description=f"test has {p.test_size} reviews",
+        ),
         gxe.ExpectTableRowCountToEqual(
-            value=p.train_valid_size, row_condition=train_valid,
-            description=f"train + valid have {p.train_valid_size} reviews"),
+            value=p.train_valid_size,
+            row_condition=train_valid,
+            description=f"train + valid have {p.train_valid_size} reviews",
+        ),
         gxe.ExpectTableRowCountToEqual(
-            value=p.unsup_size if include_unsup else 0, row_condition=Column("split") == "unsup",
-            description="unsup has the unlabelled reviews when ingested, else none"),
+            value=p.unsup_size if include_unsup else 0,
+            row_condition=Column("split") == "unsup",
+            description="unsup has the unlabelled reviews when ingested, else none",
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="label", value_set=[0, 1], row_condition=Column("split").is_in(LABELLED),
-            description="labels of train, valid and test are 0 (neg) or 1 (pos)"),
+            column="label",
+            value_set=[0, 1],
+            row_condition=Column("split").is_in(LABELLED),
+            description="labels of train, valid and test are 0 (neg) or 1 (pos)",
+        ),
         *[_balanced(s, p.balance_tolerance) for s in LABELLED],
         gxe.ExpectColumnValuesToBeBetween(
-            column="rating", min_value=1, max_value=4, row_condition=Column("label") == 0,
-            description="negative reviews are rated 1..4"),
+            column="rating",
+            min_value=1,
+            max_value=4,
+            row_condition=Column("label") == 0,
+            description="negative reviews are rated 1..4",
+        ),
         gxe.ExpectColumnValuesToBeBetween(
-            column="rating", min_value=7, max_value=10, row_condition=Column("label") == 1,
-            description="positive reviews are rated 7..10"),
+            column="rating",
+            min_value=7,
+            max_value=10,
+            row_condition=Column("label") == 1,
+            description="positive reviews are rated 7..10",
+        ),
         gxe.ExpectColumnValuesToNotBeNull(column="text", description="no review text is null"),
         gxe.ExpectColumnValuesToMatchRegex(
-            column="text", regex=r"\S", description="no review text is blank"),
+            column="text", regex=r"\S", description="no review text is blank"
+        ),
         gxe.ExpectColumnValueLengthsToBeBetween(
-            column="text", min_value=p.min_text_chars,
-            description=f"every review has at least {p.min_text_chars} characters"),
+            column="text",
+            min_value=p.min_text_chars,
+            description=f"every review has at least {p.min_text_chars} characters",
+        ),
         # ids restart in every folder of the archive (train/pos, train/neg, test/pos, ...), so
         # they repeat across splits and labels; within a split and label they must not
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=["split", "label", "id"],
-            description="ids are unique within a split and label"),
+            description="ids are unique within a split and label",
+        ),
         # valid was carved out of the train folders by movie: no movie may be in both
         gxe.ExpectColumnValuesToBeInSet(
-            column="movie_in_train_and_valid", value_set=[False], row_condition=train_valid,
-            description="valid shares no movie with train"),
+            column="movie_in_train_and_valid",
+            value_set=[False],
+            row_condition=train_valid,
+            description="valid shares no movie with train",
+        ),
         gxe.ExpectColumnSumToBeBetween(
-            column="text_in_train", max_value=p.max_test_duplicates,
+            column="text_in_train",
+            max_value=p.max_test_duplicates,
             row_condition=Column("split") == "test",
             description=f"at most {p.max_test_duplicates} test reviews repeat a training "
-                        "review's text"),
+            "review's text",
+        ),
     ]
     if include_unsup:
         expectations += [
             gxe.ExpectColumnValuesToBeInSet(
-                column="rating", value_set=[0], row_condition=Column("split") == "unsup",
-                description="unlabelled reviews have rating 0"),
+                column="rating",
+                value_set=[0],
+                row_condition=Column("split") == "unsup",
+                description="unlabelled reviews have rating 0",
+            ),
             gxe.ExpectColumnValuesToBeInSet(
-                column="label", value_set=[-1], row_condition=Column("split") == "unsup",
-                description="unlabelled reviews have label -1"),
+                column="label",
+                value_set=[-1],
+                row_condition=Column("split") == "unsup",
+                description="unlabelled reviews have label -1",
+            ),
         ]
     # built in one go: suite.add_expectation would need an active Data Context
     return gx.ExpectationSuite(name="imdb_raw.reviews", expectations=expectations)
@@ -115,36 +153,54 @@ def raw_table(reviews: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def encoded_suite(p: ImdbCheckEncodedParams, vocab_size: int, max_len: int
-                  ) -> gx.ExpectationSuite:
+def encoded_suite(p: ImdbCheckEncodedParams, vocab_size: int, max_len: int) -> gx.ExpectationSuite:
     """What data/processed/imdb/{train,valid,test}.npz must satisfy (one row per review)."""
-    return gx.ExpectationSuite(name="imdb_encoded.sequences", expectations=[
-        gxe.ExpectColumnValuesToBeBetween(
-            column="min_id", min_value=0, description="no negative token id"),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="max_id", max_value=vocab_size - 1,
-            description=f"every token id is below the vocabulary size {vocab_size}"),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="length", min_value=0, max_value=max_len,
-            description=f"sequence lengths are within max_len {max_len}"),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="tokens", min_value=1, description="no sequence is all padding"),
-        gxe.ExpectColumnPairValuesToBeEqual(
-            column_A="length", column_B="tokens",
-            description="`lengths` counts exactly the non-padding ids"),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="label", value_set=[0, 1], description="labels are 0 or 1"),
-        *[_balanced(s, p.balance_tolerance) for s in LABELLED],
-        # oov_share sums to the split's OOV rate (see encoded_table)
-        *[gxe.ExpectColumnSumToBeBetween(
-            column="oov_share", max_value=p.max_oov_rate, row_condition=Column("split") == s,
-            description=f"{s}: out-of-vocabulary rate at most {p.max_oov_rate:g}")
-          for s in ("valid", "test")],
-    ])
+    return gx.ExpectationSuite(
+        name="imdb_encoded.sequences",
+        expectations=[
+            gxe.ExpectColumnValuesToBeBetween(
+                column="min_id", min_value=0, description="no negative token id"
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="max_id",
+                max_value=vocab_size - 1,
+                description=f"every token id is below the vocabulary size {vocab_size}",
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="length",
+                min_value=0,
+                max_value=max_len,
+                description=f"sequence lengths are within max_len {max_len}",
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="tokens", min_value=1, description="no sequence is all padding"
+            ),
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="length",
+                column_B="tokens",
+                description="`lengths` counts exactly the non-padding ids",
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="label", value_set=[0, 1], description="labels are 0 or 1"
+            ),
+            *[_balanced(s, p.balance_tolerance) for s in LABELLED],
+            # oov_share sums to the split's OOV rate (see encoded_table)
+            *[
+                gxe.ExpectColumnSumToBeBetween(
+                    column="oov_share",
+                    max_value=p.max_oov_rate,
+                    row_condition=Column("split") == s,
+                    description=f"{s}: out-of-vocabulary rate at most {p.max_oov_rate:g}",
+                )
+                for s in ("valid", "test")
+            ],
+        ],
+    )
 
 
-def encoded_table(parts: dict[str, dict[str, np.ndarray]], pad_id: int, oov_id: int
-                  ) -> pd.DataFrame:
+def encoded_table(
+    parts: dict[str, dict[str, np.ndarray]], pad_id: int, oov_id: int
+) -> pd.DataFrame:
     """Per-review stats of each split's `ids`, `lengths`, `labels` arrays."""
     frames = []
     for split, arrays in parts.items():
@@ -152,17 +208,22 @@ def encoded_table(parts: dict[str, dict[str, np.ndarray]], pad_id: int, oov_id: 
         n = len(ids)
         tokens = (ids != pad_id).sum(axis=1)
         oov = (ids == oov_id).sum(axis=1)
-        frames.append(pd.DataFrame({
-            "split": split,
-            "row": np.arange(n),
-            "label": np.asarray(arrays["labels"], dtype=np.int64),
-            "length": np.asarray(arrays["lengths"], dtype=np.int64),
-            "tokens": tokens.astype(np.int64),
-            "min_id": ids.min(axis=1).astype(np.int64),
-            "max_id": ids.max(axis=1).astype(np.int64),
-            # each review's OOV tokens over all tokens of its split: sums to the split's rate
-            "oov_share": oov / max(int(tokens.sum()), 1),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "row": np.arange(n),
+                    "label": np.asarray(arrays["labels"], dtype=np.int64),
+                    "length": np.asarray(arrays["lengths"], dtype=np.int64),
+                    "tokens": tokens.astype(np.int64),
+                    "min_id": ids.min(axis=1).astype(np.int64),
+                    "max_id": ids.max(axis=1).astype(np.int64),
+                    # each review's OOV tokens over all tokens of its split:
+                    # sums to the split's rate
+                    "oov_share": oov / max(int(tokens.sum()), 1),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -181,31 +242,47 @@ def _load_parts(processed: Path, keys: tuple[str, ...]) -> dict[str, dict[str, n
     return parts
 
 
-@command("imdb", "check_raw",
-         arg("reviews", type=Path, help="data/interim/imdb/reviews.parquet"), runner.REPORT,
-         runner.STAMP, help="data quality gate on the ingested reviews (Great Expectations)")
+@command(
+    "imdb",
+    "check_raw",
+    arg("reviews", type=Path, help="data/interim/imdb/reviews.parquet"),
+    runner.REPORT,
+    runner.STAMP,
+    help="data quality gate on the ingested reviews (Great Expectations)",
+)
 def check_raw(params: Params, reviews: Path, report: Path, stamp: Path) -> None:
     try:
         df = pd.read_parquet(reviews)
     except (OSError, ValueError) as e:
         raise PipelineError(f"cannot read {reviews}: {e}") from None
     suite = raw_suite(params.imdb.check_raw, params.imdb.ingest.include_unsup)
-    runner.validate("imdb_raw", [runner.Table("reviews", raw_table(df), suite,
-                                              ("split", "label", "id"))], report,
-                    files=[reviews])
+    runner.validate(
+        "imdb_raw",
+        [runner.Table("reviews", raw_table(df), suite, ("split", "label", "id"))],
+        report,
+        files=[reviews],
+    )
     runner.write_stamp(stamp, "imdb_raw", [reviews])
 
 
-@command("imdb", "check_encoded",
-         arg("processed", type=Path, help="folder of vocab.json and train/valid/test.npz"),
-         runner.REPORT, runner.STAMP,
-         help="data quality gate on the encoded reviews (Great Expectations)")
+@command(
+    "imdb",
+    "check_encoded",
+    arg("processed", type=Path, help="folder of vocab.json and train/valid/test.npz"),
+    runner.REPORT,
+    runner.STAMP,
+    help="data quality gate on the encoded reviews (Great Expectations)",
+)
 def check_encoded(params: Params, processed: Path, report: Path, stamp: Path) -> None:
     vocab = Vocabulary.load(processed / "vocab.json")
     parts = _load_parts(processed, ("ids", "lengths", "labels"))
     table = encoded_table(parts, vocab.pad_id, vocab.oov_id)
     suite = encoded_suite(params.imdb.check_encoded, len(vocab), params.imdb.encode.max_len)
     files = [processed / "vocab.json", *(processed / f"{p}.npz" for p in LABELLED)]
-    runner.validate("imdb_encoded", [runner.Table("sequences", table, suite, ("split", "row"))],
-                    report, files=files)
+    runner.validate(
+        "imdb_encoded",
+        [runner.Table("sequences", table, suite, ("split", "row"))],
+        report,
+        files=files,
+    )
     runner.write_stamp(stamp, "imdb_encoded", files)

@@ -20,34 +20,48 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(".checkpoints/imdb_compare")
 STAGE = "imdb_compare"
-COLUMNS = {"model": "model", "test_accuracy": "test accuracy", "valid_accuracy": "valid accuracy",
-           "test_roc_auc": "test ROC AUC", "params": "parameters", "epochs": "epochs",
-           "train_minutes": "training minutes", "reviews_per_second": "reviews / s (test)"}
+COLUMNS = {
+    "model": "model",
+    "test_accuracy": "test accuracy",
+    "valid_accuracy": "valid accuracy",
+    "test_roc_auc": "test ROC AUC",
+    "params": "parameters",
+    "epochs": "epochs",
+    "train_minutes": "training minutes",
+    "reviews_per_second": "reviews / s (test)",
+}
 
 
-@command("imdb", "compare",
-         arg("processed", type=Path, help="folder with train/valid/test .npz"),
-         arg("vocab", type=Path, help="vocab.json"),
-         arg("hparams", type=Path, help="models/imdb/hparams.json (the hparams stage's)"),
-         arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's)"),
-         arg("out", type=Path, help="reports/imdb: compare.json, compare.md"),
-         help="train the tuned recurrent model and a Transformer with the same budget; "
-              "compare test accuracy, size, training time and scoring speed")
-def compare(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: Path,
-            out: Path) -> None:
+@command(
+    "imdb",
+    "compare",
+    arg("processed", type=Path, help="folder with train/valid/test .npz"),
+    arg("vocab", type=Path, help="vocab.json"),
+    arg("hparams", type=Path, help="models/imdb/hparams.json (the hparams stage's)"),
+    arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's)"),
+    arg("out", type=Path, help="reports/imdb: compare.json, compare.md"),
+    help="train the tuned recurrent model and a Transformer with the same budget; "
+    "compare test accuracy, size, training time and scoring speed",
+)
+def compare(
+    params: Params, processed: Path, vocab: Path, hparams: Path, vectors: Path, out: Path
+) -> None:
     from rnnpipe.core import training
     from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors
 
     c = params.imdb.compare
     tuned = hparams_file.read(hparams)
-    hps = {row: report.row_hparams(tuned, c, row, SentimentModelParams, "imdb.compare")
-           for row in report.ROWS}  # every row checked before the first one trains
+    hps = {
+        row: report.row_hparams(tuned, c, row, SentimentModelParams, "imdb.compare")
+        for row in report.ROWS
+    }  # every row checked before the first one trains
     v = Vocabulary.load(vocab)
     splits = {s: read_split(processed, s) for s in ("train", "valid", "test")}
     max_len = splits["train"]["ids"].shape[1]
     n = training.batches(dataset(splits["train"], c.batch_size, max_len))
-    report.announce("imdb", hps, dict.fromkeys(hps, n),
-                    f"{len(splits['train']['ids']):,} reviews", c, out)
+    report.announce(
+        "imdb", hps, dict.fromkeys(hps, n), f"{len(splits['train']['ids']):,} reviews", c, out
+    )
     rows = {}
     for row, hp in hps.items():
         weights = read_vectors(vectors, len(v)) if hp["pretrained"] else None
@@ -55,11 +69,15 @@ def compare(params: Params, processed: Path, vocab: Path, hparams: Path, vectors
         model = build_sentiment_model(hp, len(v), weights)
         log.info("%s: %s, %d parameters", row, report.describe(hp), model.count_params())
         result = report.fit(
-            model, dataset(splits["train"], c.batch_size, max_len, seed=params.seed),
-            dataset(splits["valid"], c.batch_size, max_len), c, seed=params.seed,
+            model,
+            dataset(splits["train"], c.batch_size, max_len, seed=params.seed),
+            dataset(splits["valid"], c.batch_size, max_len),
+            c,
+            seed=params.seed,
             checkpoint_dir=CHECKPOINTS / row,
             settings={"hp": hp, "compare": c.model_dump(), "vocab": len(v)},
-            callbacks=training.schedule(hp))
+            callbacks=training.schedule(hp),
+        )
         valid = predict_proba(model, splits["valid"]["ids"], splits["valid"]["lengths"])
         t = time.perf_counter()
         test = predict_proba(model, splits["test"]["ids"], splits["test"]["lengths"])
@@ -68,18 +86,27 @@ def compare(params: Params, processed: Path, vocab: Path, hparams: Path, vectors
         threshold = best_threshold(splits["valid"]["labels"], valid)
         m_valid = binary_metrics(splits["valid"]["labels"].astype(int), valid, threshold)
         m_test = binary_metrics(splits["test"]["labels"].astype(int), test, threshold)
-        rows[row] = {"model": report.describe(hp), "test_accuracy": m_test["accuracy"],
-                     "valid_accuracy": m_valid["accuracy"], "test_roc_auc": m_test["roc_auc"],
-                     "test_loss": m_test["loss"], "params": model.count_params(),
-                     "reviews_per_second": round(len(test) / seconds, 1), **result,
-                     "hparams": hp}
-        log.info("%s: test accuracy %.4f in %.1f min", row, m_test["accuracy"],
-                 result["train_minutes"])
-    budget = (f"Both trained on the same splits with the same budget: at most {c.epochs} "
-              f"epochs of batch {c.batch_size}, early stopping with patience {c.patience} on "
-              "validation loss"
-              + (f", at most {c.max_minutes:g} minutes each" if c.max_minutes else "")
-              + ". Test accuracy at the threshold chosen on validation; reviews / s: scoring "
-                "the test split.")
+        rows[row] = {
+            "model": report.describe(hp),
+            "test_accuracy": m_test["accuracy"],
+            "valid_accuracy": m_valid["accuracy"],
+            "test_roc_auc": m_test["roc_auc"],
+            "test_loss": m_test["loss"],
+            "params": model.count_params(),
+            "reviews_per_second": round(len(test) / seconds, 1),
+            **result,
+            "hparams": hp,
+        }
+        log.info(
+            "%s: test accuracy %.4f in %.1f min", row, m_test["accuracy"], result["train_minutes"]
+        )
+    budget = (
+        f"Both trained on the same splits with the same budget: at most {c.epochs} "
+        f"epochs of batch {c.batch_size}, early stopping with patience {c.patience} on "
+        "validation loss"
+        + (f", at most {c.max_minutes:g} minutes each" if c.max_minutes else "")
+        + ". Test accuracy at the threshold chosen on validation; reviews / s: scoring "
+        "the test split."
+    )
     report.write_report("imdb", rows, COLUMNS, out, budget)
     report.log_run("imdb", STAGE, rows, c.model_dump())

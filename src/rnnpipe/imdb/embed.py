@@ -38,9 +38,11 @@ def corpus(reviews, use_unsup: bool) -> list[str]:
     if use_unsup:
         unsup = list(reviews.loc[reviews["split"] == "unsup", "text"])
         if not unsup:
-            raise PipelineError("imdb.embed.use_unsup is true but the reviews hold no unlabelled "
-                                "(unsup) split: set imdb.ingest.include_unsup to true, or "
-                                "imdb.embed.use_unsup to false")
+            raise PipelineError(
+                "imdb.embed.use_unsup is true but the reviews hold no unlabelled "
+                "(unsup) split: set imdb.ingest.include_unsup to true, or "
+                "imdb.embed.use_unsup to false"
+            )
         texts += unsup
     if not texts:
         raise PipelineError("no training reviews to learn word vectors from")
@@ -51,9 +53,17 @@ def word_vectors(sentences: list[list[str]], vocab: Vocabulary, p, seed: int) ->
     """[len(vocab), p.dim] float32, row i the vector of token id i."""
     from gensim.models import Word2Vec
 
-    w2v = Word2Vec(sentences, vector_size=p.dim, window=p.window, min_count=p.min_count,
-                   sg=int(p.skipgram), epochs=p.epochs, workers=p.workers, seed=seed,
-                   hashfxn=stable_hash)
+    w2v = Word2Vec(
+        sentences,
+        vector_size=p.dim,
+        window=p.window,
+        min_count=p.min_count,
+        sg=int(p.skipgram),
+        epochs=p.epochs,
+        workers=p.workers,
+        seed=seed,
+        hashfxn=stable_hash,
+    )
     known = w2v.wv
     scale = float(known.vectors.std()) if len(known) else 0.1
     rng = np.random.default_rng(seed)
@@ -65,26 +75,41 @@ def word_vectors(sentences: list[list[str]], vocab: Vocabulary, p, seed: int) ->
     return out
 
 
-@command("imdb", "embed",
-         arg("reviews", type=Path, help="reviews.parquet (train, and unsup with use_unsup)"),
-         arg("vocab", type=Path, help="vocab.json"),
-         arg("out", type=Path, help="word_vectors.npy: [vocabulary size, imdb.embed.dim]"),
-         arg("report", type=Path, help="reports/imdb/embed.json: words covered, minutes"),
-         help="learn word2vec vectors of the vocabulary's words without labels")
+@command(
+    "imdb",
+    "embed",
+    arg("reviews", type=Path, help="reviews.parquet (train, and unsup with use_unsup)"),
+    arg("vocab", type=Path, help="vocab.json"),
+    arg("out", type=Path, help="word_vectors.npy: [vocabulary size, imdb.embed.dim]"),
+    arg("report", type=Path, help="reports/imdb/embed.json: words covered, minutes"),
+    help="learn word2vec vectors of the vocabulary's words without labels",
+)
 def embed(params: Params, reviews: Path, vocab: Path, out: Path, report: Path) -> None:
     p = params.imdb.embed
     start = time.perf_counter()
     v = Vocabulary.load(vocab)
     texts = corpus(read_reviews(reviews), p.use_unsup)
     sentences = tokenize_array(texts).to_pylist()
-    log.info("word2vec on %d reviews (%d tokens), %d dimensions, %d epochs",
-             len(sentences), sum(map(len, sentences)), p.dim, p.epochs)
+    log.info(
+        "word2vec on %d reviews (%d tokens), %d dimensions, %d epochs",
+        len(sentences),
+        sum(map(len, sentences)),
+        p.dim,
+        p.epochs,
+    )
     vectors = word_vectors(sentences, v, p, params.seed)
     covered = int(np.count_nonzero(np.any(vectors != 0, axis=1)))
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:  # np.save(path) would add ".npy" to the temporary name
             np.save(f, vectors, allow_pickle=False)
-    write_json(report, {"reviews": len(sentences), "dim": p.dim,
-                        "vocabulary": len(v), "vectors": covered,
-                        "minutes": round((time.perf_counter() - start) / 60, 2)})
+    write_json(
+        report,
+        {
+            "reviews": len(sentences),
+            "dim": p.dim,
+            "vocabulary": len(v),
+            "vectors": covered,
+            "minutes": round((time.perf_counter() - start) / 60, 2),
+        },
+    )
     log.info("wrote %s: %d x %d in %.0f s", out, *vectors.shape, time.perf_counter() - start)

@@ -1,6 +1,7 @@
 """evaluate: validation and test metrics of the trained model, the decision threshold chosen on
-validation, plots, and the pyfunc logged into the train run, with figures of the test split and
-the learning curves (figures/*.png)."""
+validation, plots, and the pyfunc saved to models/imdb/pyfunc (a DVC output, deterministic bytes)
+and logged, those same files, into the train run, with figures of the test split and the
+learning curves (figures/*.png)."""
 
 from __future__ import annotations
 
@@ -38,15 +39,24 @@ def load_model(path: Path):
         raise PipelineError(f"cannot load {path}: {e}") from None
 
 
-@command("imdb", "evaluate",
-         arg("processed", type=Path, help="folder with valid.npz and test.npz"),
-         arg("modeldir", type=Path, help="models/imdb (model.keras, vocab.json, history.json)"),
-         arg("metrics", type=Path, help="reports/imdb/metrics.json"),
-         arg("plots", type=Path, help="folder for the plot files"),
-         help="validation and test metrics (threshold chosen on validation), plots; log them "
-              "and the pyfunc model into the train run")
-def evaluate(params: Params, processed: Path, modeldir: Path, metrics: Path,
-             plots: Path) -> None:
+@command(
+    "imdb",
+    "evaluate",
+    arg("processed", type=Path, help="folder with valid.npz and test.npz"),
+    arg("modeldir", type=Path, help="models/imdb (model.keras, vocab.json, history.json)"),
+    arg("metrics", type=Path, help="reports/imdb/metrics.json"),
+    arg("plots", type=Path, help="folder for the plot files"),
+    arg(
+        "pyfunc_dir",
+        type=Path,
+        help="models/imdb/pyfunc: the folder to save the served model (MLflow pyfunc) in",
+    ),
+    help="validation and test metrics (threshold chosen on validation), plots; save the "
+    "pyfunc model; log them and the pyfunc into the train run",
+)
+def evaluate(
+    params: Params, processed: Path, modeldir: Path, metrics: Path, plots: Path, pyfunc_dir: Path
+) -> None:
     import mlflow
     from sklearn.metrics import roc_curve
 
@@ -68,24 +78,37 @@ def evaluate(params: Params, processed: Path, modeldir: Path, metrics: Path,
     result = {s: binary_metrics(labels[s], proba[s], thr) for s in ("valid", "test")}
     fpr, tpr, _ = roc_curve(labels["test"], proba["test"])
     history = json.loads((modeldir / "history.json").read_text())
-    write_csv(plots / "confusion.csv", pd.DataFrame(
-        {"actual": labels["test"], "predicted": (proba["test"] >= thr).astype(int)}))
+    write_csv(
+        plots / "confusion.csv",
+        pd.DataFrame({"actual": labels["test"], "predicted": (proba["test"] >= thr).astype(int)}),
+    )
     # a few hundred points draw the curve; thousands make the plot file heavy
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 400)).astype(int))
     write_csv(plots / "roc.csv", pd.DataFrame({"fpr": fpr[keep], "tpr": tpr[keep]}))
-    write_csv(plots / "history.csv", pd.DataFrame(history)[
-        [c for c in ("epoch", "loss", "val_loss", "accuracy", "val_accuracy")
-         if c in history[0]]])
+    write_csv(
+        plots / "history.csv",
+        pd.DataFrame(history)[
+            [
+                c
+                for c in ("epoch", "loss", "val_loss", "accuracy", "val_accuracy")
+                if c in history[0]
+            ]
+        ],
+    )
     with mlflow.start_run(run_id=run_id):
         for split, values in result.items():
             mlflow.log_metrics({f"{split}_{k}": v for k, v in values.items() if v is not None})
         mlflow.log_artifacts(str(plots), "plots")
-        pyfunc.log_model(modeldir, params.imdb.encode, thr)
+        pyfunc.log_model(modeldir, params.imdb.encode, thr, pyfunc_dir)
         figures.log(figures.roc_pr_confusion(labels["test"], proba["test"], thr))
         curves = {"loss": "loss (cross-entropy)"}
         if "accuracy" in history[0]:
             curves["accuracy"] = "accuracy"
         figures.log({"learning_curves": figures.learning_curves(history, curves)})
     write_json(metrics, result)
-    log.info("threshold %.3f; valid accuracy %.4f; test accuracy %.4f", thr,
-             result["valid"]["accuracy"], result["test"]["accuracy"])
+    log.info(
+        "threshold %.3f; valid accuracy %.4f; test accuracy %.4f",
+        thr,
+        result["valid"]["accuracy"],
+        result["test"]["accuracy"],
+    )

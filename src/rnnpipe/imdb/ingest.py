@@ -63,8 +63,7 @@ def movie_ids(urls: str) -> list[str]:
     return [(m.group(1) if (m := MOVIE.search(line)) else "") for line in urls.splitlines()]
 
 
-def read_reviews(archive: Path, include_unsup: bool = False, movies: bool = True
-                 ) -> pd.DataFrame:
+def read_reviews(archive: Path, include_unsup: bool = False, movies: bool = True) -> pd.DataFrame:
     """All reviews of the archive as rows of split, id, rating, label, movie, text.
 
     `split` is "train", "test" or "unsup" here; `split_valid` carves "valid" out of train.
@@ -98,19 +97,21 @@ def read_reviews(archive: Path, include_unsup: bool = False, movies: bool = True
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    bad = raw[e.start:e.start + 1]
+                    bad = raw[e.start : e.start + 1]
                     raise PipelineError(
                         f"{member.name}: not valid UTF-8 (byte {e.start}: {bad!r})"
                     ) from None
                 seen[(split, folder)] += 1
-                rows.append((
-                    "unsup" if folder == "unsup" else split,
-                    int(m.group(1)),
-                    int(m.group(2)),
-                    LABELS.get(folder, UNLABELLED),
-                    (split, folder),
-                    text,
-                ))
+                rows.append(
+                    (
+                        "unsup" if folder == "unsup" else split,
+                        int(m.group(1)),
+                        int(m.group(2)),
+                        LABELS.get(folder, UNLABELLED),
+                        (split, folder),
+                        text,
+                    )
+                )
             while gz.read(1 << 20):  # read on to the gzip trailer: a cut-off end is an error
                 pass
     except FileNotFoundError:
@@ -126,8 +127,16 @@ def read_reviews(archive: Path, include_unsup: bool = False, movies: bool = True
     else:
         rows = [(*r[:4], "", r[5]) for r in rows]
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df = df.astype({"split": "string", "id": "int64", "rating": "int8", "label": "int8",
-                    "movie": "string", "text": "string"})
+    df = df.astype(
+        {
+            "split": "string",
+            "id": "int64",
+            "rating": "int8",
+            "label": "int8",
+            "movie": "string",
+            "text": "string",
+        }
+    )
     return df.sort_values(["split", "label", "id"], kind="stable").reset_index(drop=True)
 
 
@@ -137,16 +146,20 @@ def _movie(urls: dict, folder: tuple[str, str], review_id: int, archive: Path) -
         raise PipelineError(
             f"{archive}: no aclImdb/{split}/urls_{name}.txt, which gives each review's movie "
             "for the validation split grouped by movie; set imdb.ingest.group_by_movie: false "
-            "to split reviews at random instead (worse: valid then shares movies with train)")
+            "to split reviews at random instead (worse: valid then shares movies with train)"
+        )
     ids = urls[folder]
     if review_id >= len(ids) or not ids[review_id]:
-        raise PipelineError(f"{archive}: aclImdb/{split}/urls_{name}.txt has no movie for "
-                            f"review {review_id} ({len(ids)} lines)")
+        raise PipelineError(
+            f"{archive}: aclImdb/{split}/urls_{name}.txt has no movie for "
+            f"review {review_id} ({len(ids)} lines)"
+        )
     return ids[review_id]
 
 
-def split_valid(df: pd.DataFrame, valid_fraction: float, seed: int,
-                group_by_movie: bool = True) -> pd.DataFrame:
+def split_valid(
+    df: pd.DataFrame, valid_fraction: float, seed: int, group_by_movie: bool = True
+) -> pd.DataFrame:
     """Move a seeded, label-stratified `valid_fraction` of train into a "valid" split: whole
     movies (one fold of round(1 / valid_fraction) grouped folds), or single reviews when
     group_by_movie is False."""
@@ -160,27 +173,38 @@ def split_valid(df: pd.DataFrame, valid_fraction: float, seed: int,
     if group_by_movie:
         folds = max(2, round(1 / valid_fraction))
         if df.loc[train, "movie"].nunique() < folds:
-            raise PipelineError(f"{df.loc[train, 'movie'].nunique()} movies in train: too few "
-                                f"for a grouped validation split of {valid_fraction:g}")
+            raise PipelineError(
+                f"{df.loc[train, 'movie'].nunique()} movies in train: too few "
+                f"for a grouped validation split of {valid_fraction:g}"
+            )
         kfold = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-        _, fold = next(kfold.split(np.zeros(len(train)), labels,
-                                   groups=df.loc[train, "movie"].to_numpy()))
+        _, fold = next(
+            kfold.split(np.zeros(len(train)), labels, groups=df.loc[train, "movie"].to_numpy())
+        )
         valid = train[fold]
     else:
-        _, valid = train_test_split(train, test_size=valid_fraction, random_state=seed,
-                                    stratify=labels)
+        _, valid = train_test_split(
+            train, test_size=valid_fraction, random_state=seed, stratify=labels
+        )
     df = df.copy()
     df.loc[valid, "split"] = "valid"
     order = pd.Categorical(df["split"], ["train", "valid", "test", "unsup"], ordered=True)
-    return (df.assign(_order=order).sort_values(["_order", "label", "id"], kind="stable")
-            .drop(columns="_order").reset_index(drop=True))
+    return (
+        df.assign(_order=order)
+        .sort_values(["_order", "label", "id"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
-@command("imdb", "ingest",
-         arg("archive", type=Path, help="aclImdb_v1.tar.gz"),
-         arg("out", type=Path, help="Parquet table: split, id, rating, label, movie, text"),
-         help="read the reviews out of the archive into one table, with a validation split "
-              "grouped by movie")
+@command(
+    "imdb",
+    "ingest",
+    arg("archive", type=Path, help="aclImdb_v1.tar.gz"),
+    arg("out", type=Path, help="Parquet table: split, id, rating, label, movie, text"),
+    help="read the reviews out of the archive into one table, with a validation split "
+    "grouped by movie",
+)
 def ingest(params: Params, archive: Path, out: Path) -> None:
     p = params.imdb.ingest
     df = read_reviews(archive, include_unsup=p.include_unsup, movies=p.group_by_movie)

@@ -40,21 +40,30 @@ def dataset(split: dict, batch_size: int, max_len: int, seed: int | None = None)
             # read when an epoch's iterator starts, so after set_epoch
             seeds = tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
             return tf.data.Dataset.from_tensor_slices(
-                tf.random.experimental.stateless_shuffle(tf.range(len(split["ids"]),
-                                                                  dtype=tf.int64), seeds))
+                tf.random.experimental.stateless_shuffle(
+                    tf.range(len(split["ids"]), dtype=tf.int64), seeds
+                )
+            )
 
         rows = tf.data.Dataset.from_tensors(0).flat_map(permutation)
-    ds = rows.map(lambda i: (ids[i][: tf.maximum(lengths[i], 1)], labels[i]),
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = rows.map(
+        lambda i: (ids[i][: tf.maximum(lengths[i], 1)], labels[i]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     step = max(max_len // 8, 1)
     boundaries = list(range(step, max_len, step))
     ds = ds.bucket_by_sequence_length(
         lambda x, y: tf.shape(x)[0],
         bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+    )
     # known, so Keras shows progress and does not warn that the input "ran out of data"
-    ds = ds.apply(tf.data.experimental.assert_cardinality(
-        _n_batches(split["lengths"], split["ids"].shape[1], batch_size, boundaries)))
+    ds = ds.apply(
+        tf.data.experimental.assert_cardinality(
+            _n_batches(split["lengths"], split["ids"].shape[1], batch_size, boundaries)
+        )
+    )
     ds = ds.prefetch(tf.data.AUTOTUNE)
     if epoch is not None:
         ds.set_epoch = lambda e: epoch.assign(e)

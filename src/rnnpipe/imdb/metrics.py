@@ -33,7 +33,8 @@ def best_threshold(labels: np.ndarray, proba: np.ndarray) -> float:
     order = np.sort(np.asarray(proba, "float64"))
     pos_scores = np.sort(np.asarray(proba, "float64")[labels])
     neg_below = np.searchsorted(order, candidates, "left") - np.searchsorted(
-        pos_scores, candidates, "left")
+        pos_scores, candidates, "left"
+    )
     pos_above = len(pos_scores) - np.searchsorted(pos_scores, candidates, "left")
     accuracy = (neg_below + pos_above) / max(len(labels), 1)
     best = np.flatnonzero(accuracy == accuracy.max())

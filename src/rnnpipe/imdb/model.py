@@ -30,16 +30,18 @@ class MaskedPooling(layers.Layer):
 
     def call(self, x, mask=None):
         if mask is None:
-            return {"max": ops.max, "mean": ops.mean}.get(
-                self.mode, lambda x, axis: x[:, -1])(x, axis=1)
+            return {"max": ops.max, "mean": ops.mean}.get(self.mode, lambda x, axis: x[:, -1])(
+                x, axis=1
+            )
         m = ops.cast(ops.expand_dims(mask, -1), x.dtype)
         if self.mode == "last":
             # the last real step wherever the padding is: the step with the highest position
             # among the real ones
             steps = ops.cast(ops.arange(ops.shape(x)[1]), x.dtype)
             last = ops.argmax(m[..., 0] * (steps + 1.0), axis=1)
-            return ops.sum(x * ops.expand_dims(ops.one_hot(last, ops.shape(x)[1],
-                                                           dtype=x.dtype), -1), axis=1)
+            return ops.sum(
+                x * ops.expand_dims(ops.one_hot(last, ops.shape(x)[1], dtype=x.dtype), -1), axis=1
+            )
         if self.mode == "max":
             # padded steps get a very low value, so they never win the max; a review with
             # no real step at all pools to zeros
@@ -59,23 +61,30 @@ def build_sentiment_model(hp: dict, vocab_size: int, vectors=None) -> keras.Mode
     Output: probability of a positive review [batch, 1]. With hp["pretrained"], `vectors`
     ([vocab_size, embedding_dim], the embed stage's) are the embedding's starting values."""
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
-    embedding = layers.Embedding(vocab_size, hp["embedding_dim"], mask_zero=True,
-                                 name="embedding")
+    embedding = layers.Embedding(vocab_size, hp["embedding_dim"], mask_zero=True, name="embedding")
     x = embedding(ids)
     if hp.get("embedding_dropout"):
         # drops whole word vectors (the same ones at every step), not single numbers
         x = layers.SpatialDropout1D(hp["embedding_dropout"], name="embedding_dropout")(x)
     if hp["cell"] == "Transformer":
         # attention reads the review both ways at once: `bidirectional` means nothing here
-        x = encoder(x, width=hp["units"], heads=hp["heads"], n_layers=hp["layers"],
-                    dropout=hp["dropout"], max_positions=hp["max_positions"], causal=False)
+        x = encoder(
+            x,
+            width=hp["units"],
+            heads=hp["heads"],
+            n_layers=hp["layers"],
+            dropout=hp["dropout"],
+            max_positions=hp["max_positions"],
+            causal=False,
+        )
         if hp["pooling"] == "last":
             x = MaskedPooling("last", name="last_pool")(x)
     else:
         x = _recurrent(x, hp)
     if hp["pooling"] == "maxmean":
         x = layers.Concatenate(name="maxmean_pool")(
-            [MaskedPooling("max", name="max_pool")(x), MaskedPooling("mean", name="mean_pool")(x)])
+            [MaskedPooling("max", name="max_pool")(x), MaskedPooling("mean", name="mean_pool")(x)]
+        )
     elif hp["pooling"] != "last":
         x = MaskedPooling(hp["pooling"], name=f"{hp['pooling']}_pool")(x)
     x = layers.Dropout(hp["dropout"])(x)
@@ -85,9 +94,11 @@ def build_sentiment_model(hp: dict, vocab_size: int, vectors=None) -> keras.Mode
         if vectors is None:
             raise ModelConfigError("pretrained is true but no word vectors were given")
         if tuple(vectors.shape) != (vocab_size, hp["embedding_dim"]):
-            raise ModelConfigError(f"word vectors of shape {tuple(vectors.shape)} do not fit the "
-                             f"vocabulary ({vocab_size}) and embedding_dim "
-                             f"({hp['embedding_dim']}): embedding_dim must be the vectors' size")
+            raise ModelConfigError(
+                f"word vectors of shape {tuple(vectors.shape)} do not fit the "
+                f"vocabulary ({vocab_size}) and embedding_dim "
+                f"({hp['embedding_dim']}): embedding_dim must be the vectors' size"
+            )
         embedding.set_weights([vectors])
     model.compile(
         optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
@@ -121,8 +132,10 @@ def read_vectors(path, vocab_size: int):
     except (OSError, ValueError) as e:
         raise PipelineError(f"cannot read word vectors {path}: {e}") from None
     if vectors.ndim != 2 or len(vectors) != vocab_size:
-        raise PipelineError(f"word vectors {path} have shape {vectors.shape}, not "
-                            f"[{vocab_size} (the vocabulary), dim]: rerun the embed stage")
+        raise PipelineError(
+            f"word vectors {path} have shape {vectors.shape}, not "
+            f"[{vocab_size} (the vocabulary), dim]: rerun the embed stage"
+        )
     return vectors.astype("float32")
 
 
@@ -134,7 +147,7 @@ def predict_proba(model: keras.Model, ids, lengths, batch_size: int = 256):
     order = np.argsort(lengths, kind="stable")
     out = np.zeros(len(order), dtype="float32")
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         width = max(int(lengths[rows].max()), 1)
         out[rows] = np.asarray(model.predict_on_batch(ids[rows, :width])).reshape(-1)
     return out

@@ -158,14 +158,18 @@ class ImdbParams(Section):
         dim = self.embed.dim
         model = self.train.model
         if model.pretrained and model.embedding_dim != dim:
-            raise ValueError(f"train.model.embedding_dim ({model.embedding_dim}) must be "
-                             f"embed.dim ({dim}) when train.model.pretrained is true")
+            raise ValueError(
+                f"train.model.embedding_dim ({model.embedding_dim}) must be "
+                f"embed.dim ({dim}) when train.model.pretrained is true"
+            )
         space = self.tune.space
         if True in space.get("pretrained", [model.pretrained]):
             dims = space.get("embedding_dim", [model.embedding_dim])
             if any(d != dim for d in dims):
-                raise ValueError(f"tune.space.embedding_dim ({dims}) must be [embed.dim] "
-                                 f"([{dim}]) when tune.space.pretrained may be true")
+                raise ValueError(
+                    f"tune.space.embedding_dim ({dims}) must be [embed.dim] "
+                    f"([{dim}]) when tune.space.pretrained may be true"
+                )
         return self
 
     @model_validator(mode="after")
@@ -174,19 +178,25 @@ class ImdbParams(Section):
         longest = self.encode.max_len
         model = self.train.model
         if model.cell == "Transformer" and model.max_positions < longest:
-            raise ValueError(f"train.model.max_positions ({model.max_positions}) is "
-                             f"shorter than encode.max_len ({longest}), the longest review")
+            raise ValueError(
+                f"train.model.max_positions ({model.max_positions}) is "
+                f"shorter than encode.max_len ({longest}), the longest review"
+            )
         if "Transformer" in self.tune.space.get("cell", [model.cell]):
             trial = self.tune.seq_length or longest
             for n in self.tune.space.get("max_positions", [model.max_positions]):
                 if n < trial:
-                    raise ValueError(f"tune.space.max_positions ({n}) is shorter than the "
-                                     f"reviews a trial reads ({trial}: tune.seq_length, or "
-                                     "encode.max_len)")
+                    raise ValueError(
+                        f"tune.space.max_positions ({n}) is shorter than the "
+                        f"reviews a trial reads ({trial}: tune.seq_length, or "
+                        "encode.max_len)"
+                    )
         n = self.compare.attention.get("max_positions", model.max_positions)
         if n < longest:
-            raise ValueError(f"compare.attention.max_positions ({n}) is shorter than "
-                             f"encode.max_len ({longest}), the longest review")
+            raise ValueError(
+                f"compare.attention.max_positions ({n}) is shorter than "
+                f"encode.max_len ({longest}), the longest review"
+            )
         return self
 
 

@@ -34,24 +34,34 @@ def read_reviews(file: Path) -> list[str]:
     if bad := [line for line, row in rows if None in row]:
         raise UsageError(f"{file}: more cells than columns on lines {_listed(bad)}")
     if empty := [line for line, row in rows if not (row["text"] or "").strip()]:
-        raise UsageError(f"{file}: empty `text` on lines {_listed(empty)} (the header is "
-                         "line 1)")
+        raise UsageError(f"{file}: empty `text` on lines {_listed(empty)} (the header is line 1)")
     return [row["text"] for _, row in rows]
 
 
 def _listed(lines: list[int], most: int = 10) -> str:
-    return ", ".join(map(str, lines[:most])) + (f" and {len(lines) - most} more"
-                                                if len(lines) > most else "")
+    return ", ".join(map(str, lines[:most])) + (
+        f" and {len(lines) - most} more" if len(lines) > most else ""
+    )
 
 
-@command("imdb", "predict",
-         arg("texts", nargs="*", metavar="TEXT", help="reviews to score"),
-         arg("--file", type=Path, default=None,
-             help="a CSV with a `text` column, or a text file of one review per line"),
-         arg("--model-uri", default=None,
-             help="an MLflow model URI or model directory (default: the champion, "
-                  "models:/<imdb.promote.model_name>@champion, else models/imdb/pyfunc)"),
-         help="positive probability and label of each review (JSON lines), as the server gives")
+@command(
+    "imdb",
+    "predict",
+    arg("texts", nargs="*", metavar="TEXT", help="reviews to score"),
+    arg(
+        "--file",
+        type=Path,
+        default=None,
+        help="a CSV with a `text` column, or a text file of one review per line",
+    ),
+    arg(
+        "--model-uri",
+        default=None,
+        help="an MLflow model URI or model directory (default: the champion, "
+        "models:/<imdb.promote.model_name>@champion, else models/imdb/pyfunc)",
+    ),
+    help="positive probability and label of each review (JSON lines), as the server gives",
+)
 def predict(params: Params, texts: list[str], file: Path | None, model_uri: str | None) -> None:
     texts = list(texts) + (read_reviews(file) if file is not None else [])
     if not texts:

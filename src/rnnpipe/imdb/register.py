@@ -30,8 +30,9 @@ def threshold_policy(threshold: float | None) -> str:
     return "best-valid-accuracy" if threshold is None else f"fixed:{float(threshold)!r}"
 
 
-def recut(ids: np.ndarray, lengths: np.ndarray, max_len: int, keep: str, pad_id: int
-          ) -> tuple[np.ndarray, np.ndarray]:
+def recut(
+    ids: np.ndarray, lengths: np.ndarray, max_len: int, keep: str, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `ids` (right-padded, `lengths` real tokens) cut to `max_len` tokens, keeping the
     first ("start") or last ("end") ones, as rnnpipe.imdb.words.encode_tokens cuts a review.
     Rows can only get shorter: tokens the data's own encoding cut are gone."""
@@ -58,8 +59,7 @@ def scorer(valid: Path, metric: str, threshold: float | None) -> registry.Scorer
 
         missing = {"model", "vocab", "config"} - set(artifacts)
         if missing:
-            raise PipelineError(f"the champion's model has no {sorted(missing)} "
-                                f"artifact(s)")
+            raise PipelineError(f"the champion's model has no {sorted(missing)} artifact(s)")
         model = load_model(artifacts["model"])
         config = json.loads(Path(artifacts["config"]).read_text(encoding="utf-8"))
         data = read_split(valid.parent, valid.name.removesuffix(".npz"))
@@ -67,11 +67,18 @@ def scorer(valid: Path, metric: str, threshold: float | None) -> registry.Scorer
         target = Vocabulary.load(artifacts["vocab"])
         real = np.arange(data["ids"].shape[1]) < data["lengths"][:, None]
         ids, details = registry.translate_ids(data["ids"], source, target, real)
-        ids, lengths = recut(ids, data["lengths"], int(config["max_len"]),
-                             config.get("truncate", "end"), target.pad_id)
+        ids, lengths = recut(
+            ids,
+            data["lengths"],
+            int(config["max_len"]),
+            config.get("truncate", "end"),
+            target.pad_id,
+        )
         if int(config["max_len"]) != data["ids"].shape[1]:
-            details["max_len"] = {"champion": int(config["max_len"]),
-                                  "valid_data": int(data["ids"].shape[1])}
+            details["max_len"] = {
+                "champion": int(config["max_len"]),
+                "valid_data": int(data["ids"].shape[1]),
+            }
         # as the evaluate stage: the threshold is chosen on validation unless fixed
         labels = data["labels"].astype(int)
         proba = predict_proba(model, ids, lengths)
@@ -87,5 +94,6 @@ def register(params: Params, model: Path, metrics: Path, valid: Path, out: Path)
     p = params.imdb.promote
     threshold = params.imdb.evaluate.threshold
     basis = registry.data_basis(valid, p.metric) | {"threshold": threshold_policy(threshold)}
-    registry.register_stage("imdb", p, model, metrics, out, basis,
-                            scorer(valid, p.metric, threshold))
+    registry.register_stage(
+        "imdb", p, model, metrics, out, basis, scorer(valid, p.metric, threshold)
+    )

@@ -23,18 +23,36 @@ STAGE = "imdb_train"
 REPORT = Path("reports/imdb/train.json")
 
 
-@command("imdb", "train",
-         arg("processed", type=Path, help="folder with train/valid .npz"),
-         arg("vocab", type=Path, help="vocab.json"),
-         arg("hparams", type=Path, help="models/imdb/hparams.json (the hparams stage's)"),
-         arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's), "
-                                        "read when the hyperparameters say pretrained"),
-         arg("outdir", type=Path, help="models/imdb: model.keras, vocab.json, history.json"),
-         arg("--report", type=Path, default=REPORT,
-             help="epochs, best epoch, batches and minutes (default: %(default)s)"),
-         help="train the sentiment RNN, early-stopping on validation loss; log to MLflow")
-def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: Path,
-          outdir: Path, report: Path = REPORT) -> None:
+@command(
+    "imdb",
+    "train",
+    arg("processed", type=Path, help="folder with train/valid .npz"),
+    arg("vocab", type=Path, help="vocab.json"),
+    arg("hparams", type=Path, help="models/imdb/hparams.json (the hparams stage's)"),
+    arg(
+        "vectors",
+        type=Path,
+        help="models/imdb/word_vectors.npy (the embed stage's), "
+        "read when the hyperparameters say pretrained",
+    ),
+    arg("outdir", type=Path, help="models/imdb: model.keras, vocab.json, history.json"),
+    arg(
+        "--report",
+        type=Path,
+        default=REPORT,
+        help="epochs, best epoch, batches and minutes (default: %(default)s)",
+    ),
+    help="train the sentiment RNN, early-stopping on validation loss; log to MLflow",
+)
+def train(
+    params: Params,
+    processed: Path,
+    vocab: Path,
+    hparams: Path,
+    vectors: Path,
+    outdir: Path,
+    report: Path = REPORT,
+) -> None:
     import mlflow
 
     from rnnpipe.core import tracking, training
@@ -50,31 +68,56 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: 
     model = build_sentiment_model(hp, len(v), weights)
     train_ds = dataset(tr, p.batch_size, max_len, seed=params.seed)
     n = training.batches(train_ds)
-    progress.announce("imdb train", f"up to {p.epochs} epochs of {n} batches (batch "
-                      f"{p.batch_size}, {len(tr['ids']):,} reviews)", report, count="epochs")
+    progress.announce(
+        "imdb train",
+        f"up to {p.epochs} epochs of {n} batches (batch "
+        f"{p.batch_size}, {len(tr['ids']):,} reviews)",
+        report,
+        count="epochs",
+    )
     run_settings = {"batch_size": p.batch_size, "epochs": p.epochs, "patience": p.patience}
-    settings = {"hp": hp, "train": run_settings, "seed": params.seed, "vocab": len(v),
-                "data": tracking.file_sha256(processed / "train.npz"),
-                "vectors": tracking.file_sha256(vectors) if weights is not None else None}
+    settings = {
+        "hp": hp,
+        "train": run_settings,
+        "seed": params.seed,
+        "vocab": len(v),
+        "data": tracking.file_sha256(processed / "train.npz"),
+        "vectors": tracking.file_sha256(vectors) if weights is not None else None,
+    }
     resume_id = training.resumable_run_id(CHECKPOINTS, settings)
     with tracking.train_run("imdb", STAGE, "imdb-train", resume_id) as run:
         if resume_id is None:
-            mlflow.log_params(tracking.flatten({"seed": params.seed, "train": run_settings,
-                                                "model": hp}))
-            mlflow.log_params({"vocab_size": len(v), "n_train": len(tr["ids"]),
-                               "n_valid": len(va["ids"]), "max_len": max_len})
+            mlflow.log_params(
+                tracking.flatten({"seed": params.seed, "train": run_settings, "model": hp})
+            )
+            mlflow.log_params(
+                {
+                    "vocab_size": len(v),
+                    "n_train": len(tr["ids"]),
+                    "n_valid": len(va["ids"]),
+                    "max_len": max_len,
+                }
+            )
             mlflow.set_tag("device", tracking.device_name())
             tracking.log_model_summary(model)
             tracking.log_data({str(processed / "train.npz"): processed / "train.npz"})
-            tracking.log_data({str(processed / "valid.npz"): processed / "valid.npz"},
-                              context="validation")
+            tracking.log_data(
+                {str(processed / "valid.npz"): processed / "valid.npz"}, context="validation"
+            )
             if weights is not None:
                 tracking.log_data({str(vectors): vectors}, context="pretraining")
         t = time.perf_counter()
         model, history = training.fit(
-            model, train_ds, dataset(va, p.batch_size, max_len), epochs=p.epochs,
-            patience=p.patience, checkpoint_dir=CHECKPOINTS, settings=settings,
-            run_id=run.info.run_id, callbacks=[tracking.MlflowMetrics(), *training.schedule(hp)])
+            model,
+            train_ds,
+            dataset(va, p.batch_size, max_len),
+            epochs=p.epochs,
+            patience=p.patience,
+            checkpoint_dir=CHECKPOINTS,
+            settings=settings,
+            run_id=run.info.run_id,
+            callbacks=[tracking.MlflowMetrics(), *training.schedule(hp)],
+        )
         seconds = time.perf_counter() - t
         mlflow.log_metric("train_seconds", seconds)
         with atomic_path(outdir / "model.keras") as tmp:
@@ -85,6 +128,5 @@ def train(params: Params, processed: Path, vocab: Path, hparams: Path, vectors: 
             shutil.copyfile(vocab, tmp)
         write_json(outdir / "history.json", history)
         write_json(report, training.report(history, n, p.batch_size, seconds))
-        log.info("run %s: best val_loss %.4f", run.info.run_id,
-                 min(h["val_loss"] for h in history))
+        log.info("run %s: best val_loss %.4f", run.info.run_id, min(h["val_loss"] for h in history))
     training.clear_checkpoints(CHECKPOINTS)

@@ -23,15 +23,29 @@ def crop(split: dict, seq_length: int | None) -> dict:
     """Reviews cut to their first seq_length tokens (ids right-padded, so the start stays)."""
     if seq_length is None or seq_length >= split["ids"].shape[1]:
         return split
-    return {**split, "ids": split["ids"][:, :seq_length],
-            "lengths": np.minimum(split["lengths"], seq_length)}
+    return {
+        **split,
+        "ids": split["ids"][:, :seq_length],
+        "lengths": np.minimum(split["lengths"], seq_length),
+    }
 
 
-@command("imdb", "tune", *ARGS,
-         arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's)"),
-         help=HELP)
-def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path, trials: Path,
-         vectors: Path) -> None:
+@command(
+    "imdb",
+    "tune",
+    *ARGS,
+    arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's)"),
+    help=HELP,
+)
+def tune(
+    params: Params,
+    processed: Path,
+    vocab: Path,
+    out: Path,
+    report: Path,
+    trials: Path,
+    vectors: Path,
+) -> None:
     from rnnpipe.core import search  # imports Keras Tuner and TensorFlow: only when tuning
     from rnnpipe.core.training import batches, set_seed
     from rnnpipe.imdb.inputs import dataset
@@ -46,17 +60,29 @@ def tune(params: Params, processed: Path, vocab: Path, out: Path, report: Path, 
     max_len = tr["ids"].shape[1]
     weights = read_vectors(vectors, vocab_size) if True in t.space.get("pretrained", ()) else None
     n = batches(dataset(tr, t.batch_size, max_len))
-    progress.announce("imdb tune", f"up to {t.max_trials} trials ({t.tuner}) of up to "
-                      f"{t.epochs} epochs of {n} batches (batch {t.batch_size}, "
-                      f"{len(tr['ids']):,} reviews of up to {max_len} tokens, "
-                      f"{len(va['ids']):,} to validate)", report, count="trials")
+    progress.announce(
+        "imdb tune",
+        f"up to {t.max_trials} trials ({t.tuner}) of up to "
+        f"{t.epochs} epochs of {n} batches (batch {t.batch_size}, "
+        f"{len(tr['ids']):,} reviews of up to {max_len} tokens, "
+        f"{len(va['ids']):,} to validate)",
+        report,
+        count="trials",
+    )
     task = search.Task(
         project="imdb",
         build=lambda hp: build_sentiment_model(hp, vocab_size, weights),
         base=fixed_keys(params.imdb.train.model, t.space),
-        data=lambda hp: {"x": dataset(tr, t.batch_size, max_len, seed=seed),
-                         "validation_data": dataset(va, t.batch_size, max_len)},
-        fingerprint=search.fingerprint(processed / "train.npz", processed / "valid.npz", vocab,
-                                       *([vectors] if weights is not None else [])))
+        data=lambda hp: {
+            "x": dataset(tr, t.batch_size, max_len, seed=seed),
+            "validation_data": dataset(va, t.batch_size, max_len),
+        },
+        fingerprint=search.fingerprint(
+            processed / "train.npz",
+            processed / "valid.npz",
+            vocab,
+            *([vectors] if weights is not None else []),
+        ),
+    )
     set_seed(seed)
     search.run_stage(task, t, seed, out, report, trials)

@@ -26,9 +26,9 @@ from rnnpipe.core.vocab import Vocabulary, word_vocabulary
 _WORD = r"\pL\pN\pM"  # RE2 classes: letters, digits, combining marks of every script
 _PLAIN = (("<br />", " "), ("<br/>", " "), ("<br>", " "), ("\u2019", "'"))
 _REGEX = (
-    (rf"[^{_WORD}\s\pZ']", r" \0 "),                # punctuation: a token of its own
-    (rf"(^|[^{_WORD}])'", r"\1 ' "),                # apostrophe not after a word character
-    (rf"'([^{_WORD}]|$)", r" ' \1"),                # apostrophe not before a word character
+    (rf"[^{_WORD}\s\pZ']", r" \0 "),  # punctuation: a token of its own
+    (rf"(^|[^{_WORD}])'", r"\1 ' "),  # apostrophe not after a word character
+    (rf"'([^{_WORD}]|$)", r" ' \1"),  # apostrophe not before a word character
 )
 
 
@@ -66,8 +66,11 @@ def tokenize(text: str) -> list[str]:
 
 def count_tokens(tokens: pa.ListArray) -> Counter:
     counts = pc.value_counts(tokens.flatten())
-    return Counter(dict(zip(counts.field("values").to_pylist(),
-                            counts.field("counts").to_pylist(), strict=True)))
+    return Counter(
+        dict(
+            zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+        )
+    )
 
 
 def build_vocabulary(texts, max_tokens: int, min_count: int) -> Vocabulary:
@@ -75,8 +78,9 @@ def build_vocabulary(texts, max_tokens: int, min_count: int) -> Vocabulary:
     return word_vocabulary(count_tokens(tokenize_array(texts)), max_tokens, min_count)
 
 
-def encode_tokens(tokens: pa.ListArray, vocab: Vocabulary, max_len: int,
-                  keep: str = "end") -> tuple[np.ndarray, np.ndarray]:
+def encode_tokens(
+    tokens: pa.ListArray, vocab: Vocabulary, max_len: int, keep: str = "end"
+) -> tuple[np.ndarray, np.ndarray]:
     """ids int32 [n, max_len] right-padded with the pad id, and lengths int32 [n] (tokens
     kept). A review longer than max_len keeps its first ("start") or last ("end") tokens."""
     if keep not in ("start", "end"):
@@ -97,7 +101,8 @@ def encode_tokens(tokens: pa.ListArray, vocab: Vocabulary, max_len: int,
     return flat[index].astype(np.int32), kept.astype(np.int32)
 
 
-def encode_texts(texts: Iterable[str], vocab: Vocabulary, max_len: int,
-                 keep: str = "end") -> tuple[np.ndarray, np.ndarray]:
+def encode_texts(
+    texts: Iterable[str], vocab: Vocabulary, max_len: int, keep: str = "end"
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw reviews -> (ids, lengths): what the served model does with its input."""
     return encode_tokens(tokenize_array(list(texts)), vocab, max_len, keep)
