@@ -289,6 +289,10 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
+# the tests of `versions` run on one pytest-xdist worker: it saves the two models once (12 s)
+ON_THE_VERSIONS_WORKER = pytest.mark.xdist_group("model_code_versions")
+
+
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory) -> dict[str, Path]:
     """{"old": a model saved with the working tree's package, "new": one saved from a copy whose
@@ -363,6 +367,7 @@ REVIEWS = ["GOOD film", "good film", "Bad film!"]  # the tokenizers disagree on 
 
 
 @pytest.mark.slow
+@ON_THE_VERSIONS_WORKER
 def test_offline_answers_come_from_the_models_own_code_as_served(versions, cli_env, tmp_path):
     from rnnpipe.imdb.words import tokenize
     from tests.test_serving import post, served
@@ -390,6 +395,7 @@ def test_offline_answers_come_from_the_models_own_code_as_served(versions, cli_e
 
 
 @pytest.mark.slow
+@ON_THE_VERSIONS_WORKER
 def test_a_bad_request_and_other_requirements(versions, cli_env, tmp_path):
     bad = offline(versions["old"], ["fine", "  "], cli_env, tmp_path)
     assert bad.returncode == 1 and bad.stdout == ""
@@ -416,6 +422,7 @@ def test_a_bad_request_and_other_requirements(versions, cli_env, tmp_path):
 
 
 @pytest.mark.slow
+@ON_THE_VERSIONS_WORKER
 def test_the_working_trees_package_cannot_load_a_model_without_code(versions, cli_env, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(versions["old"], bare)
