@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,9 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rnnpipe.charlm.chars import encode  # noqa: E402
 from rnnpipe.charlm.evaluate import load_model  # noqa: E402
 from rnnpipe.charlm.feed import load_ids  # noqa: E402
 from rnnpipe.charlm.sampler import stream_loss  # noqa: E402
+from rnnpipe.core.errors import PipelineError  # noqa: E402
 from rnnpipe.core.vocab import Vocabulary  # noqa: E402
 
 
@@ -40,12 +43,11 @@ def reviews_text(path: Path, chars: int) -> str:
     return "\n\n".join(out)
 
 
-def encode(text: str, vocab: Vocabulary, chars: int) -> tuple[np.ndarray, float]:
+def known_ids(text: str, vocab: Vocabulary, chars: int) -> tuple[np.ndarray, float]:
     """Ids of the text's first `chars` known characters, and the share of characters dropped."""
-    index = vocab.index
-    known = [c for c in text if c in index and index[c] != vocab.oov_id]
-    dropped = 1 - len(known) / max(len(text), 1)
-    return np.array([index[c] for c in known[:chars]], dtype=np.int32), dropped
+    ids = encode(text, vocab)
+    known = ids[ids != vocab.oov_id]
+    return known[:chars], 1 - len(known) / max(len(ids), 1)
 
 
 def main() -> None:
@@ -57,18 +59,25 @@ def main() -> None:
     ap.add_argument("--chars", type=int, default=100_000, help="characters of each text")
     args = ap.parse_args()
 
-    texts = {"IMDb test reviews": reviews_text(args.reviews, args.chars)}
-    texts |= {p.name: p.read_text(encoding="utf-8") for p in args.text}
-    print("| model | novel test | " + " | ".join(texts) + " | seconds |")
-    print("| --- | ---: |" + " ---: |" * len(texts) + " ---: |")
-    for folder in args.models:
-        model, vocab = load_model(folder / "model.keras"), Vocabulary.load(folder / "vocab.json")
-        t = time.perf_counter()
-        row = [f"{stream_loss(model, load_ids(args.novel_test)):.4f}"]
-        for text in texts.values():
-            ids, dropped = encode(text, vocab, args.chars)
-            row.append(f"{stream_loss(model, ids):.4f} ({len(ids):,} chars, {dropped:.2%} dropped)")
-        print(f"| {folder} | " + " | ".join(row) + f" | {time.perf_counter() - t:.0f} |")
+    try:
+        novel = load_ids(args.novel_test)
+        texts = {"IMDb test reviews": reviews_text(args.reviews, args.chars)}
+        texts |= {p.name: p.read_text(encoding="utf-8") for p in args.text}
+        print("| model | novel test | " + " | ".join(texts) + " | seconds |")
+        print("| --- | ---: |" + " ---: |" * len(texts) + " ---: |")
+        for folder in args.models:
+            model = load_model(folder / "model.keras")
+            vocab = Vocabulary.load(folder / "vocab.json")
+            t = time.perf_counter()
+            row = [f"{stream_loss(model, novel):.4f}"]
+            for text in texts.values():
+                ids, dropped = known_ids(text, vocab, args.chars)
+                row.append(
+                    f"{stream_loss(model, ids):.4f} ({len(ids):,} chars, {dropped:.2%} dropped)"
+                )
+            print(f"| {folder} | " + " | ".join(row) + f" | {time.perf_counter() - t:.0f} |")
+    except (PipelineError, OSError, UnicodeDecodeError) as e:
+        sys.exit(f"charlm_out_of_domain: {e}")
 
 
 if __name__ == "__main__":
