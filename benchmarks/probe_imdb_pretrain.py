@@ -1,0 +1,179 @@
+"""A first probe of issue 26's goal 1: pretrain the sentiment model's recurrent layer on the
+unlabelled reviews, then fine-tune it as the classifier, and compare with the same model from
+word2vec alone.
+
+    python benchmarks/probe_imdb_pretrain.py [--lm-epochs 1] [--lm-len 200] [--seed 42]
+
+Run in a repo where the pipeline has run (data/interim/imdb/reviews.parquet,
+data/processed/imdb, models/imdb: hparams.json, word_vectors.npy). Test is printed to see how
+the recipe generalises; nothing is chosen on it.
+
+Pretraining: the champion's bidirectional layer as two language models over the training and
+unlabelled reviews (never valid or test), each review's first --lm-len tokens: the forward GRU
+predicts the next word and the backward GRU the word before, each as a direction in word2vec's
+space (loss: 1 - cosine with the word's unit vector). A softmax over the 20,000 words would
+take about 26 times the recurrent layer's multiply-adds; the cosine head costs little. The
+embedding starts from word2vec and learns too; the word2vec targets stay fixed.
+
+Fine-tuning: the train stage's model (hparams.json), feed, seed, schedule and early stopping
+(patience 1), its embedding and both directions of its GRU started from the pretrained ones.
+Prints valid and test accuracy at the threshold best on validation, after each epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from rnnpipe.core import training  # noqa: E402
+from rnnpipe.core.vocab import Vocabulary  # noqa: E402
+from rnnpipe.imdb.inputs import dataset, read_split  # noqa: E402
+from rnnpipe.imdb.metrics import best_threshold  # noqa: E402
+from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors  # noqa: E402
+from rnnpipe.imdb.prepare import read_reviews  # noqa: E402
+from rnnpipe.imdb.words import encode_texts  # noqa: E402
+
+DATA, MODELS = Path("data/processed/imdb"), Path("models/imdb")
+REVIEWS = Path("data/interim/imdb/reviews.parquet")
+
+
+class CosineLM(layers.Layer):
+    """Mean over a batch's real positions of 1 - cos(prediction, target word's vector), for the
+    forward model (next word) and the backward model (word before)."""
+
+    def __init__(self, unit_vectors: np.ndarray, **kwargs):
+        super().__init__(**kwargs)
+        self.targets = layers.Embedding(
+            *unit_vectors.shape, weights=[unit_vectors], trainable=False, name="targets"
+        )
+
+    def call(self, ids, forward, backward):
+        real = ops.cast(ops.not_equal(ids, 0), "float32")
+        target = self.targets(ids)
+
+        def loss(pred, tgt, mask):
+            pred = pred / (ops.norm(pred, axis=-1, keepdims=True) + 1e-6)
+            return ops.sum((1.0 - ops.sum(pred * tgt, axis=-1)) * mask)
+
+        # forward at t predicts t + 1; backward at t predicts t - 1 (both positions real)
+        both = real[:, 1:] * real[:, :-1]
+        total = loss(forward[:, :-1], target[:, 1:], both) + loss(
+            backward[:, 1:], target[:, :-1], both
+        )
+        mean = total / ops.maximum(ops.sum(both) * 2.0, 1.0)
+        return mean * ops.ones_like(real[:, 0])  # one value per row, as Keras expects
+
+
+def language_model(hp: dict, vectors: np.ndarray) -> keras.Model:
+    """The two directions of the champion's GRU layer over its embedding, with cosine heads."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x = layers.Embedding(*vectors.shape, weights=[vectors], mask_zero=True, name="embedding")(ids)
+    units = hp["units"]
+    forward = layers.GRU(units, return_sequences=True, name="forward")(x)
+    backward = layers.GRU(units, return_sequences=True, go_backwards=True, name="backward")(x)
+    backward = ops.flip(backward, axis=1)  # back in reading order
+    dim = vectors.shape[1]
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+    loss = CosineLM(unit.astype("float32"), name="cosine")(
+        ids, layers.Dense(dim, name="next")(forward), layers.Dense(dim, name="before")(backward)
+    )
+    model = keras.Model(ids, loss)
+    model.compile(
+        optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
+        loss=lambda y_true, y_pred: y_pred,  # the model's output is its loss
+    )
+    return model
+
+
+def scores(model, split: dict) -> np.ndarray:
+    return predict_proba(model, split["ids"], split["lengths"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lm-epochs", type=int, default=1)
+    ap.add_argument("--lm-len", type=int, default=200, help="tokens of each review pretrained on")
+    ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs, at most")
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args()
+    missing = [
+        str(p)
+        for p in (REVIEWS, DATA / "train.npz", MODELS / "hparams.json", MODELS / "word_vectors.npy")
+        if not p.is_file()
+    ]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: run `dvc repro imdb_hparams` first")
+
+    hp = json.loads((MODELS / "hparams.json").read_text())
+    if hp["cell"] != "GRU" or not hp["bidirectional"] or hp["layers"] != 1:
+        raise SystemExit("the probe pretrains one bidirectional GRU layer")
+    vocab = Vocabulary.load(DATA / "vocab.json")
+    vectors = read_vectors(MODELS / "word_vectors.npy", len(vocab))
+    training.set_seed(args.seed)
+
+    reviews = read_reviews(REVIEWS)
+    texts = reviews.loc[reviews["split"].isin(["train", "unsup"]), "text"]
+    ids, lengths = encode_texts(texts, vocab, args.lm_len, keep="start")
+    unlabelled = {"ids": ids, "lengths": lengths, "labels": np.zeros(len(ids), "int64")}
+    lm = language_model(hp, vectors)
+    feed = dataset(unlabelled, 64, args.lm_len, seed=args.seed)
+    start = time.perf_counter()
+    for epoch in range(args.lm_epochs):
+        feed.set_epoch(epoch)
+        lm.fit(feed, initial_epoch=epoch, epochs=epoch + 1, verbose=2)
+    lm_minutes = (time.perf_counter() - start) / 60
+    print(json.dumps({"pretrained_on": len(ids), "tokens": int(lengths.sum()), "min": lm_minutes}))
+
+    training.set_seed(args.seed)
+    model = build_sentiment_model(hp, len(vocab), vectors)
+    model.get_layer("embedding").set_weights(lm.get_layer("embedding").get_weights())
+    bi = model.get_layer("bi_0")
+    bi.forward_layer.set_weights(lm.get_layer("forward").get_weights())
+    bi.backward_layer.set_weights(lm.get_layer("backward").get_weights())
+
+    tr, va, te = (read_split(DATA, s) for s in ("train", "valid", "test"))
+    train = dataset(tr, 64, tr["ids"].shape[1], seed=args.seed)
+    valid = dataset(va, 64, va["ids"].shape[1])
+    best, waited, start = None, 0, time.perf_counter()
+    schedule = training.schedule(hp)
+    for epoch in range(args.epochs):
+        train.set_epoch(epoch)
+        history = model.fit(
+            train,
+            validation_data=valid,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            verbose=2,
+            callbacks=schedule,
+        ).history
+        pv, pt = scores(model, va), scores(model, te)
+        threshold = best_threshold(va["labels"], pv)
+        row = {
+            "epoch": epoch + 1,
+            "val_loss": round(history["val_loss"][-1], 4),
+            "valid_acc": round(float(np.mean((pv >= threshold) == va["labels"])), 4),
+            "test_acc": round(float(np.mean((pt >= threshold) == te["labels"])), 4),
+            "threshold": round(threshold, 3),
+            "min": round((time.perf_counter() - start) / 60, 2),
+        }
+        print(json.dumps(row), flush=True)
+        if best is None or row["val_loss"] < best["val_loss"]:
+            best, waited = row, 0
+        else:
+            waited += 1
+            if waited >= 1:  # the train stage's patience: 1
+                break
+    print(json.dumps({"best_by_val_loss": best, "lm_minutes": round(lm_minutes, 2)}))
+
+
+if __name__ == "__main__":
+    main()
