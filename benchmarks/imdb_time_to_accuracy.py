@@ -25,7 +25,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rnnpipe.core import training  # noqa: E402
+from rnnpipe.core.errors import PipelineError  # noqa: E402
 from rnnpipe.core.params import load_params  # noqa: E402
+from rnnpipe.core.vocab import Vocabulary  # noqa: E402
 from rnnpipe.imdb.inputs import dataset, read_split  # noqa: E402
 from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors  # noqa: E402
 
@@ -69,12 +71,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, help="default: params.yaml's seed")
     ap.add_argument("overrides", nargs="*", help="key=value")
     args = ap.parse_args()
+    if args.every < 1 or args.epochs < 1:
+        raise SystemExit("--every and --epochs must be at least 1")
 
     needed = [DATA / "train.npz", DATA / "valid.npz", DATA / "vocab.json", MODELS / "hparams.json"]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `dvc repro imdb_hparams` first")
-    params = load_params("params.yaml")
+    params = load_params("params.yaml", "imdb")
     seed = params.seed if args.seed is None else args.seed
     hp = json.loads((MODELS / "hparams.json").read_text())
     feed = {"batch_size": params.imdb.train.batch_size, "max_len": None}
@@ -90,12 +94,18 @@ def main() -> None:
         except ValueError:
             value = str(value)  # cell=LSTM
         target[key] = value
+    try:
+        measure(args, seed, hp, feed)
+    except PipelineError as e:  # an unreadable split or word vectors
+        raise SystemExit(f"imdb_time_to_accuracy: {e}") from None
 
+
+def measure(args, seed: int, hp: dict, feed: dict) -> None:
     tr, va = read_split(DATA, "train"), read_split(DATA, "valid")
     if feed["max_len"]:  # the first max_len tokens (ids are right-padded)
         tr = {**tr, "ids": tr["ids"][:, : feed["max_len"]]}
         tr["lengths"] = np.minimum(tr["lengths"], feed["max_len"])
-    vocab = json.loads((DATA / "vocab.json").read_text())["size"]
+    vocab = len(Vocabulary.load(DATA / "vocab.json"))
     vectors = read_vectors(MODELS / "word_vectors.npy", vocab) if hp.get("pretrained") else None
     training.set_seed(seed)
     model = build_sentiment_model(hp, vocab, vectors)

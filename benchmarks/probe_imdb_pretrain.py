@@ -15,9 +15,10 @@ space (loss: 1 - cosine with the word's unit vector). A softmax over the 20,000 
 take about 26 times the recurrent layer's multiply-adds; the cosine head costs little. The
 embedding starts from word2vec and learns too; the word2vec targets stay fixed.
 
-Fine-tuning: the train stage's model (hparams.json), feed, seed, schedule and early stopping
-(patience 1), its embedding and both directions of its GRU started from the pretrained ones.
-Prints valid and test accuracy at the threshold best on validation, after each epoch.
+Fine-tuning: the train stage's model (hparams.json), feed (imdb.train.batch_size), seed,
+schedule and early stopping (imdb.train.patience), its embedding and both directions of its
+GRU started from the pretrained ones. Prints valid and test accuracy at the threshold best on
+validation, after each epoch.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ import numpy as np  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 from rnnpipe.core import training  # noqa: E402
+from rnnpipe.core.errors import PipelineError  # noqa: E402
+from rnnpipe.core.params import load_params  # noqa: E402
 from rnnpipe.core.vocab import Vocabulary  # noqa: E402
 from rnnpipe.imdb.inputs import dataset, read_split  # noqa: E402
-from rnnpipe.imdb.metrics import best_threshold  # noqa: E402
+from rnnpipe.imdb.metrics import best_threshold, binary_metrics  # noqa: E402
 from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors  # noqa: E402
 from rnnpipe.imdb.prepare import read_reviews  # noqa: E402
 from rnnpipe.imdb.words import encode_texts  # noqa: E402
@@ -94,10 +97,6 @@ def language_model(hp: dict, vectors: np.ndarray) -> keras.Model:
     return model
 
 
-def scores(model, split: dict) -> np.ndarray:
-    return predict_proba(model, split["ids"], split["lengths"])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lm-epochs", type=int, default=1)
@@ -105,14 +104,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs, at most")
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
-    missing = [
-        str(p)
-        for p in (REVIEWS, DATA / "train.npz", MODELS / "hparams.json", MODELS / "word_vectors.npy")
-        if not p.is_file()
-    ]
+    if min(args.lm_epochs, args.lm_len, args.epochs) < 1:
+        raise SystemExit("--lm-epochs, --lm-len and --epochs must be at least 1")
+    needed = [REVIEWS, DATA / "vocab.json", MODELS / "hparams.json", MODELS / "word_vectors.npy"]
+    missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `dvc repro imdb_hparams` first")
+    try:
+        probe(args)
+    except PipelineError as e:  # an unreadable split, reviews or word vectors
+        raise SystemExit(f"probe_imdb_pretrain: {e}") from None
 
+
+def probe(args) -> None:
+    p = load_params("params.yaml", "imdb").imdb.train  # the train stage's feed and patience
     hp = json.loads((MODELS / "hparams.json").read_text())
     if hp["cell"] != "GRU" or not hp["bidirectional"] or hp["layers"] != 1:
         raise SystemExit("the probe pretrains one bidirectional GRU layer")
@@ -125,7 +130,7 @@ def main() -> None:
     ids, lengths = encode_texts(texts, vocab, args.lm_len, keep="start")
     unlabelled = {"ids": ids, "lengths": lengths, "labels": np.zeros(len(ids), "int64")}
     lm = language_model(hp, vectors)
-    feed = dataset(unlabelled, 64, args.lm_len, seed=args.seed)
+    feed = dataset(unlabelled, p.batch_size, args.lm_len, seed=args.seed)
     start = time.perf_counter()
     for epoch in range(args.lm_epochs):
         feed.set_epoch(epoch)
@@ -141,8 +146,8 @@ def main() -> None:
     bi.backward_layer.set_weights(lm.get_layer("backward").get_weights())
 
     tr, va, te = (read_split(DATA, s) for s in ("train", "valid", "test"))
-    train = dataset(tr, 64, tr["ids"].shape[1], seed=args.seed)
-    valid = dataset(va, 64, va["ids"].shape[1])
+    train = dataset(tr, p.batch_size, tr["ids"].shape[1], seed=args.seed)
+    valid = dataset(va, p.batch_size, va["ids"].shape[1])
     best, waited, start = None, 0, time.perf_counter()
     schedule = training.schedule(hp)
     for epoch in range(args.epochs):
@@ -155,13 +160,13 @@ def main() -> None:
             verbose=2,
             callbacks=schedule,
         ).history
-        pv, pt = scores(model, va), scores(model, te)
+        pv, pt = (predict_proba(model, s["ids"], s["lengths"]) for s in (va, te))
         threshold = best_threshold(va["labels"], pv)
         row = {
             "epoch": epoch + 1,
             "val_loss": round(history["val_loss"][-1], 4),
-            "valid_acc": round(float(np.mean((pv >= threshold) == va["labels"])), 4),
-            "test_acc": round(float(np.mean((pt >= threshold) == te["labels"])), 4),
+            "valid_acc": round(binary_metrics(va["labels"], pv, threshold)["accuracy"], 4),
+            "test_acc": round(binary_metrics(te["labels"], pt, threshold)["accuracy"], 4),
             "threshold": round(threshold, 3),
             "min": round((time.perf_counter() - start) / 60, 2),
         }
@@ -170,7 +175,7 @@ def main() -> None:
             best, waited = row, 0
         else:
             waited += 1
-            if waited >= 1:  # the train stage's patience: 1
+            if waited >= p.patience:
                 break
     print(json.dumps({"best_by_val_loss": best, "lm_minutes": round(lm_minutes, 2)}))
 
