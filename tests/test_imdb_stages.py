@@ -141,6 +141,74 @@ def test_batches_are_bucketed_by_length():
     assert sum(float(y.numpy().sum()) for _, y in batches) == split["labels"].sum()
 
 
+def _epoch(ds, epoch):
+    ds.set_epoch(epoch)
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def _rows(batches):
+    """Each review of an epoch's batches as (its tokens without padding, label), in order."""
+    return [
+        (x[x > 0].tolist(), float(y[0])) for xb, yb in batches for x, y in zip(xb, yb, strict=True)
+    ]
+
+
+def test_crops_cut_reviews_to_windows_drawn_from_seed_and_epoch():
+    from rnnpipe.imdb.inputs import dataset
+
+    split = _split(300, 40, 0)
+    whole = dataset(split, 16, 40, seed=3)
+    cropped = dataset(split, 16, 40, seed=3, crop=0.5, crop_min_tokens=4)
+    for epoch in (0, 1):
+        full, cut = _rows(_epoch(whole, epoch)), _rows(_epoch(cropped, epoch))
+        # the same reviews in the same batches, each whole or a window of itself
+        assert len(cut) == len(full) == 300
+        assert cropped.cardinality() == whole.cardinality()
+        windows = 0
+        for (w, label_w), (r, label_r) in zip(cut, full, strict=True):
+            assert label_w == label_r
+            if w != r:
+                windows += 1
+                assert 4 <= len(w) < len(r)
+                assert any(r[i : i + len(w)] == w for i in range(len(r) - len(w) + 1))
+        assert 0.25 < windows / 300 < 0.5  # about half, less the windows as long as the review
+    # a function of (seed, epoch): again the same; another epoch, other windows
+    again = dataset(split, 16, 40, seed=3, crop=0.5, crop_min_tokens=4)
+    first = _epoch(cropped, 1)
+    assert all((a == b).all() for (a, _), (b, _) in zip(first, _epoch(again, 1), strict=True))
+    assert _rows(first) != _rows(_epoch(again, 0))
+
+
+def test_no_crops_are_whole_reviews_and_short_reviews_stay_whole():
+    from rnnpipe.imdb.inputs import dataset
+
+    split = _split(100, 40, 1)
+    base = _epoch(dataset(split, 8, 40, seed=5), 2)
+    zero = _epoch(dataset(split, 8, 40, seed=5, crop=0.0), 2)
+    assert all((a == b).all() for (a, _), (b, _) in zip(base, zero, strict=True))
+    # every review cut where it can be: none at or under crop_min_tokens
+    all_cut = _rows(_epoch(dataset(split, 8, 40, seed=5, crop=1.0, crop_min_tokens=6), 2))
+    full = _rows(base)
+    for (w, _), (r, _) in zip(all_cut, full, strict=True):
+        if len(r) <= 6:
+            assert w == r
+        else:
+            assert 6 <= len(w) <= len(r)
+
+
+def test_crop_params_are_checked(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(TINY_PARAMS.read_text())
+    for key, value in (("crop", 1.5), ("crop", -0.1), ("crop_min_tokens", 0)):
+        bad = yaml.safe_load(yaml.safe_dump(raw))
+        bad["imdb"]["train"][key] = value
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(PipelineError, match=f"imdb.train.{key}"):
+            load_params(path)
+
+
 @pytest.mark.slow
 def test_same_seed_same_metrics(params, tmp_path):
     from rnnpipe.core import training

@@ -1,7 +1,7 @@
-"""evaluate: validation and test metrics of the trained model, the decision threshold chosen on
-validation, plots, and the pyfunc saved to models/imdb/pyfunc (a DVC output, deterministic bytes)
-and logged, those same files, into the train run, with figures of the test split and the
-learning curves (figures/*.png)."""
+"""evaluate: validation and test metrics of the trained model at the decision threshold
+(imdb.evaluate.threshold, or the best on validation when null), plots, and the pyfunc saved to
+models/imdb/pyfunc (a DVC output, deterministic bytes) and logged, those same files, into the
+train run, with figures of the test split and the learning curves (figures/*.png)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def load_model(path: Path):
         type=Path,
         help="models/imdb/pyfunc: the folder to save the served model (MLflow pyfunc) in",
     ),
-    help="validation and test metrics (threshold chosen on validation), plots; save the "
+    help="validation and test metrics (at imdb.evaluate.threshold), plots; save the "
     "pyfunc model; log them and the pyfunc into the train run",
 )
 def evaluate(

@@ -18,13 +18,26 @@ def read_split(folder: Path, split: str) -> dict[str, np.ndarray]:
         raise PipelineError(f"cannot read encoded split {path}: {e}") from None
 
 
-def dataset(split: dict, batch_size: int, max_len: int, seed: int | None = None):
+def dataset(
+    split: dict,
+    batch_size: int,
+    max_len: int,
+    seed: int | None = None,
+    crop: float = 0.0,
+    crop_min_tokens: int = 5,
+):
     """Batches of similar length (tf.data bucketing): each batch is padded only to its longest
     review. `seed` shuffles (training); None keeps the order of buckets as they fill.
 
-    The shuffled order of an epoch is a function of (seed, epoch) alone, so a resumed run sees
-    the same batches as an uninterrupted one: the dataset has a `set_epoch(epoch)` method, which
-    `rnnpipe.core.training.fit` calls before each epoch (0 until then).
+    `crop` (training, with a seed): each epoch, about this fraction of the reviews is cut to a
+    random window of consecutive tokens, its length log-uniform between crop_min_tokens and the
+    review's, so that the model also learns to read short texts (a sentence, a one-line
+    review) and not only IMDb's long reviews. A window keeps its review's label and batch.
+
+    The shuffled order and the windows of an epoch are a function of (seed, epoch) alone, so a
+    resumed run sees the same batches as an uninterrupted one: the dataset has a
+    `set_epoch(epoch)` method, which `rnnpipe.core.training.fit` calls before each epoch (0
+    until then).
     """
     import tensorflow as tf
 
@@ -46,18 +59,33 @@ def dataset(split: dict, batch_size: int, max_len: int, seed: int | None = None)
             )
 
         rows = tf.data.Dataset.from_tensors(0).flat_map(permutation)
-    ds = rows.map(
-        lambda i: (ids[i][: tf.maximum(lengths[i], 1)], labels[i]),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
     step = max(max_len // 8, 1)
     boundaries = list(range(step, max_len, step))
-    ds = ds.bucket_by_sequence_length(
-        lambda x, y: tf.shape(x)[0],
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-    )
+    buckets = {
+        "bucket_boundaries": boundaries,
+        "bucket_batch_sizes": [batch_size] * (len(boundaries) + 1),
+    }
+    if crop > 0 and epoch is not None:
+
+        def window(i):
+            n = tf.maximum(lengths[i], 1)
+            return _window(ids[i][:n], n, (seed, epoch.read_value(), i), crop, crop_min_tokens)
+
+        ds = rows.map(
+            lambda i: (window(i), tf.maximum(lengths[i], 1), labels[i]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        # bucketed by the whole review's length: the same batches per epoch as without crops
+        ds = ds.bucket_by_sequence_length(lambda x, n, y: n, **buckets)
+        ds = ds.map(lambda x, n, y: (x, y))
+    else:
+        ds = rows.map(
+            lambda i: (ids[i][: tf.maximum(lengths[i], 1)], labels[i]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        ds = ds.bucket_by_sequence_length(lambda x, y: tf.shape(x)[0], **buckets)
     # known, so Keras shows progress and does not warn that the input "ran out of data"
     ds = ds.apply(
         tf.data.experimental.assert_cardinality(
@@ -68,6 +96,23 @@ def dataset(split: dict, batch_size: int, max_len: int, seed: int | None = None)
     if epoch is not None:
         ds.set_epoch = lambda e: epoch.assign(e)
     return ds
+
+
+def _window(x, n, key, crop: float, min_tokens: int):
+    """x (a review's n tokens), or, with probability `crop`, a window of it: length
+    log-uniform in [min_tokens, n], start uniform. Drawn from `key` (seed, epoch, row) alone."""
+    import tensorflow as tf
+
+    seeds = tf.stack([tf.cast(key[0], tf.int64), tf.cast(key[1], tf.int64)])
+    seeds = tf.random.experimental.stateless_fold_in(seeds, tf.cast(key[2], tf.int64))
+    u = tf.random.stateless_uniform([3], seeds, dtype=tf.float64)
+    n64 = tf.cast(n, tf.float64)
+    low = tf.math.log(tf.cast(min_tokens, tf.float64))
+    size = tf.exp(low + u[1] * (tf.math.log(n64 + 1.0) - low))
+    size = tf.clip_by_value(tf.cast(size, tf.int32), min_tokens, n)
+    start = tf.minimum(tf.cast(u[2] * tf.cast(n - size + 1, tf.float64), tf.int32), n - size)
+    cut = tf.logical_and(u[0] < crop, n > min_tokens)
+    return tf.cond(cut, lambda: x[start : start + size], lambda: x)
 
 
 def _n_batches(lengths: np.ndarray, width: int, batch_size: int, boundaries: list[int]) -> int:

@@ -66,7 +66,9 @@ def train(
     weights = read_vectors(vectors, len(v)) if hp.get("pretrained") else None
     training.set_seed(params.seed)
     model = build_sentiment_model(hp, len(v), weights)
-    train_ds = dataset(tr, p.batch_size, max_len, seed=params.seed)
+    train_ds = dataset(
+        tr, p.batch_size, max_len, seed=params.seed, crop=p.crop, crop_min_tokens=p.crop_min_tokens
+    )
     n = training.batches(train_ds)
     progress.announce(
         "imdb train",
@@ -75,7 +77,13 @@ def train(
         report,
         count="epochs",
     )
-    run_settings = {"batch_size": p.batch_size, "epochs": p.epochs, "patience": p.patience}
+    run_settings = {
+        "batch_size": p.batch_size,
+        "epochs": p.epochs,
+        "patience": p.patience,
+        "crop": p.crop,
+        "crop_min_tokens": p.crop_min_tokens,
+    }
     settings = {
         "hp": hp,
         "train": run_settings,
