@@ -1,5 +1,6 @@
 """A run killed mid-training and started again ends exactly as an uninterrupted one."""
 
+import functools
 import os
 import signal
 import subprocess
@@ -89,12 +90,12 @@ def _imdb_split(n, seed):
     }
 
 
-def _imdb_run(checkpoint_dir, callbacks, run_id="run-1"):
+def _imdb_run(checkpoint_dir, callbacks, run_id="run-1", crop=0.0):
     training.set_seed(SEED)
     train, valid = _imdb_split(96, 0), _imdb_split(32, 1)
     return training.fit(
         build_sentiment_model(IMDB_HP, VOCAB),
-        inputs.dataset(train, BATCH, MAX_LEN, seed=SEED),
+        inputs.dataset(train, BATCH, MAX_LEN, seed=SEED, crop=crop, crop_min_tokens=2),
         inputs.dataset(valid, BATCH, MAX_LEN),
         epochs=3,
         patience=5,
@@ -130,8 +131,10 @@ def test_imdb_dataset_order_is_a_function_of_seed_and_epoch():
 
 
 @pytest.mark.slow  # trains and kills real runs: integration
-def test_imdb_resume_is_exact(tmp_path, epochs_told):
-    (m1, h1), (m2, h2) = _interrupted_then_resumed(_imdb_run, tmp_path)
+@pytest.mark.parametrize("crop", [0.0, 0.5])  # crops: the windows of an epoch come back too
+def test_imdb_resume_is_exact(tmp_path, epochs_told, crop):
+    run = functools.partial(_imdb_run, crop=crop)
+    (m1, h1), (m2, h2) = _interrupted_then_resumed(run, tmp_path)
     assert epochs_told == [0, 1, 2] + [0, 1] + [1, 2]  # whole, killed, resumed
     assert [e["epoch"] for e in h2] == [0, 1, 2]
     assert h2 == h1
