@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rnnpipe.core.errors import PipelineError  # noqa: E402
+
 
 def windows(text: pd.Series, sizes: list[int]) -> dict[str, pd.Series]:
     """The whole texts, then each text's first and last K words for each K."""
@@ -83,7 +85,10 @@ def main() -> None:
     import mlflow
 
     t = time.perf_counter()
-    base = baseline(df[df["split"] == "train"], args.params)
+    try:
+        base = baseline(df[df["split"] == "train"], args.params)
+    except PipelineError as e:  # params.yaml missing or invalid
+        sys.exit(f"imdb_short_texts: {e}")
     print(f"baseline fit in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     models = {str(m): mlflow.pyfunc.load_model(str(m)) for m in args.models}
     header = ["texts", "n"]

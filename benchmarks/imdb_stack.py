@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from imdb_short_texts import baseline, windows  # noqa: E402  (benchmarks/ is sys.path[0])
 
+from rnnpipe.core.errors import PipelineError  # noqa: E402
+
 EPS = 1e-7
 
 
@@ -58,8 +60,11 @@ def main() -> None:
 
     import mlflow
 
-    tfidf = baseline(split["train"], args.params)  # first: loading the pyfunc puts its own
-    model = mlflow.pyfunc.load_model(str(args.model))  # code/rnnpipe in place of the package
+    try:  # first: loading the pyfunc puts its own code/rnnpipe in place of the package
+        tfidf = baseline(split["train"], args.params)
+    except PipelineError as e:  # params.yaml missing or invalid
+        sys.exit(f"imdb_stack: {e}")
+    model = mlflow.pyfunc.load_model(str(args.model))
 
     def both(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         rnn = model.predict(pd.DataFrame({"text": text}))["probability"].to_numpy()
