@@ -7,7 +7,8 @@ review's label, so they are noisy (a review's first words may say nothing of its
 figures compare models with each other on the same windows, they are not an accuracy anyone
 can reach. Each model scores raw text through its pyfunc (models/imdb/pyfunc, as served), its
 labels at its own threshold and at 0.5; the baseline is refit as the baseline stage fits it
-(params.yaml's imdb.baseline, the train split). Run in a repo where the pipeline has run:
+(rnnpipe.imdb.baseline.fit, params.yaml's imdb.baseline, the train split). Run in a repo
+where the pipeline has run:
     python benchmarks/imdb_short_texts.py models/imdb/pyfunc /tmp/other/pyfunc [--n 4000]
 """
 
@@ -25,6 +26,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rnnpipe.core.errors import PipelineError  # noqa: E402
+from rnnpipe.core.params import load_params  # noqa: E402
+from rnnpipe.imdb.baseline import fit, plain_text  # noqa: E402
+from rnnpipe.imdb.prepare import read_reviews  # noqa: E402
 
 
 def windows(text: pd.Series, sizes: list[int]) -> dict[str, pd.Series]:
@@ -37,20 +41,23 @@ def windows(text: pd.Series, sizes: list[int]) -> dict[str, pd.Series]:
     return out
 
 
-def baseline(train: pd.DataFrame, params_path: Path):
-    """The baseline stage's TF-IDF + logistic regression, fit on the train split."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+def load_reviews(path: Path, prog: str) -> pd.DataFrame:
+    """reviews.parquet with the text as the baseline stage reads it; ends the script with a
+    one-line message when it cannot be read."""
+    try:
+        df = read_reviews(path)
+    except PipelineError as e:
+        sys.exit(f"{prog}: {e}")
+    return df.assign(text=plain_text(df["text"]))
 
-    from rnnpipe.core.params import load_params
 
-    p = load_params(params_path, "imdb").imdb.baseline
-    vec = TfidfVectorizer(
-        ngram_range=(1, p.ngram_max), max_features=p.max_features, min_df=p.min_df,
-        sublinear_tf=True,
-    )  # fmt: skip
-    clf = LogisticRegression(C=p.C, max_iter=1000, solver="liblinear")
-    clf.fit(vec.fit_transform(train["text"]), train["label"].to_numpy().astype(int))
+def baseline(train: pd.DataFrame, params_path: Path, prog: str):
+    """The baseline stage's model fit on the train split: text -> P(positive)."""
+    try:
+        params = load_params(params_path, "imdb")
+    except PipelineError as e:  # params.yaml missing or invalid
+        sys.exit(f"{prog}: {e}")
+    vec, clf = fit(params.imdb.baseline, train["text"], train["label"].to_numpy().astype(int))
     return lambda text: clf.predict_proba(vec.transform(text))[:, 1]
 
 
@@ -69,11 +76,7 @@ def main() -> None:
         sys.exit(f"imdb_short_texts: no MLmodel in {', '.join(missing)}")
     if args.n < 1 or min(args.words) < 1 or args.short < 1:
         sys.exit("imdb_short_texts: --n, --words and --short must be at least 1")
-    try:
-        df = pd.read_parquet(args.reviews, columns=["split", "label", "text"])
-    except (OSError, ValueError) as e:
-        sys.exit(f"imdb_short_texts: cannot read {args.reviews}: {e}")
-    df["text"] = df["text"].str.replace("<br />", " ", regex=False)
+    df = load_reviews(args.reviews, "imdb_short_texts")
     test = df[df["split"] == "test"].reset_index(drop=True)
     drawn = test.sample(min(args.n, len(test)), random_state=args.seed).reset_index(drop=True)
     short = test[test["text"].str.split().map(len) < args.short].reset_index(drop=True)
@@ -85,10 +88,7 @@ def main() -> None:
     import mlflow
 
     t = time.perf_counter()
-    try:
-        base = baseline(df[df["split"] == "train"], args.params)
-    except PipelineError as e:  # params.yaml missing or invalid
-        sys.exit(f"imdb_short_texts: {e}")
+    base = baseline(df[df["split"] == "train"], args.params, "imdb_short_texts")
     print(f"baseline fit in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     models = {str(m): mlflow.pyfunc.load_model(str(m)) for m in args.models}
     header = ["texts", "n"]

@@ -17,9 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from imdb_short_texts import baseline, windows  # noqa: E402  (benchmarks/ is sys.path[0])
-
-from rnnpipe.core.errors import PipelineError  # noqa: E402
+from imdb_short_texts import baseline, load_reviews, windows  # noqa: E402  (benchmarks/ first)
 
 EPS = 1e-7
 
@@ -51,19 +49,13 @@ def main() -> None:
         sys.exit(f"imdb_stack: no MLmodel in {args.model}")
     if args.n < 1 or min(args.words) < 1:
         sys.exit("imdb_stack: --n and --words must be at least 1")
-    try:
-        df = pd.read_parquet(args.reviews, columns=["split", "label", "text"])
-    except (OSError, ValueError) as e:
-        sys.exit(f"imdb_stack: cannot read {args.reviews}: {e}")
-    df["text"] = df["text"].str.replace("<br />", " ", regex=False)
+    df = load_reviews(args.reviews, "imdb_stack")
     split = {s: df[df["split"] == s].reset_index(drop=True) for s in ("train", "valid", "test")}
 
     import mlflow
 
-    try:  # first: loading the pyfunc puts its own code/rnnpipe in place of the package
-        tfidf = baseline(split["train"], args.params)
-    except PipelineError as e:  # params.yaml missing or invalid
-        sys.exit(f"imdb_stack: {e}")
+    # first: loading the pyfunc puts its own code/rnnpipe in place of the package
+    tfidf = baseline(split["train"], args.params, "imdb_stack")
     model = mlflow.pyfunc.load_model(str(args.model))
 
     def both(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -7,10 +7,14 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from rnnpipe.core.atomic import write_json
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
 from rnnpipe.imdb.metrics import binary_metrics
+from rnnpipe.imdb.params import ImdbBaselineParams
 from rnnpipe.imdb.prepare import SPLITS, read_reviews
 
 log = logging.getLogger(__name__)
@@ -24,25 +28,11 @@ log = logging.getLogger(__name__)
     help="TF-IDF (word n-grams) + logistic regression on the same splits",
 )
 def baseline(params: Params, reviews: Path, out: Path) -> None:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    p = params.imdb.baseline
     df = read_reviews(reviews)
-    text = {
-        s: df.loc[df["split"] == s, "text"].str.replace("<br />", " ", regex=False) for s in SPLITS
-    }
+    text = {s: plain_text(df.loc[df["split"] == s, "text"]) for s in SPLITS}
     labels = {s: df.loc[df["split"] == s, "label"].to_numpy().astype(int) for s in SPLITS}
     t = time.perf_counter()
-    vec = TfidfVectorizer(
-        ngram_range=(1, p.ngram_max),
-        max_features=p.max_features,
-        min_df=p.min_df,
-        sublinear_tf=True,
-    )
-    x_train = vec.fit_transform(text["train"])
-    clf = LogisticRegression(C=p.C, max_iter=1000, solver="liblinear")
-    clf.fit(x_train, labels["train"])
+    vec, clf = fit(params.imdb.baseline, text["train"], labels["train"])
     result = {"fit_seconds": time.perf_counter() - t, "features": len(vec.vocabulary_)}
     for s in ("valid", "test"):
         proba = clf.predict_proba(vec.transform(text[s]))[:, 1]
@@ -53,3 +43,25 @@ def baseline(params: Params, reviews: Path, out: Path) -> None:
         result["valid"]["accuracy"],
         result["test"]["accuracy"],
     )
+
+
+def plain_text(text: pd.Series) -> pd.Series:
+    """Reviews with their HTML line breaks as spaces."""
+    return text.str.replace("<br />", " ", regex=False)
+
+
+def fit(p: ImdbBaselineParams, text: pd.Series, labels: np.ndarray):
+    """The TF-IDF vectorizer (word 1..ngram_max-grams) and the logistic regression on its
+    features, fit on (text, labels)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(
+        ngram_range=(1, p.ngram_max),
+        max_features=p.max_features,
+        min_df=p.min_df,
+        sublinear_tf=True,
+    )
+    clf = LogisticRegression(C=p.C, max_iter=1000, solver="liblinear")
+    clf.fit(vec.fit_transform(text), labels)
+    return vec, clf
