@@ -90,7 +90,7 @@ def _imdb_split(n, seed):
     }
 
 
-def _imdb_run(checkpoint_dir, callbacks, run_id="run-1", crop=0.0):
+def _imdb_run(checkpoint_dir, callbacks, run_id="run-1", crop=0.0, timings=None):
     training.set_seed(SEED)
     train, valid = _imdb_split(96, 0), _imdb_split(32, 1)
     return training.fit(
@@ -103,6 +103,8 @@ def _imdb_run(checkpoint_dir, callbacks, run_id="run-1", crop=0.0):
         settings={"seed": SEED},
         callbacks=callbacks,
         run_id=run_id,
+        snapshots=Path(checkpoint_dir).with_name(Path(checkpoint_dir).name + "-epochs"),
+        timings=timings,
         verbose=0,
         shuffle=False,
     )
@@ -139,6 +141,26 @@ def test_imdb_resume_is_exact(tmp_path, epochs_told, crop):
     assert [e["epoch"] for e in h2] == [0, 1, 2]
     assert h2 == h1
     assert _same_weights(m2.get_weights(), m1.get_weights())
+    # the weights after each epoch (the compare stage's recurrent row): the killed run's
+    # first epoch kept through the resume, every file the same bytes as the whole run's
+    whole, resumed = tmp_path / "whole-epochs", tmp_path / "killed-epochs"
+    names = ["epoch1.npz", "epoch2.npz", "epoch3.npz", "fit.json"]
+    assert sorted(p.name for p in resumed.iterdir()) == names
+    assert all((whole / n).read_bytes() == (resumed / n).read_bytes() for n in names)
+    best = min(h1, key=lambda e: e["val_loss"])["epoch"] + 1  # fit ends with the best
+    model = build_sentiment_model(IMDB_HP, VOCAB)
+    training.load_snapshot(model, resumed, best)
+    assert _same_weights(model.get_weights(), m1.get_weights())
+
+
+@pytest.mark.slow  # trains
+def test_fit_times_every_epoch_a_resumed_run_included(tmp_path):
+    timings = []
+    with pytest.raises(KeyboardInterrupt):
+        _imdb_run(tmp_path / "ckpt", [Kill()], timings=timings)
+    assert timings == []  # filled when fit returns
+    _, history = _imdb_run(tmp_path / "ckpt", [], timings=timings)
+    assert len(timings) == len(history) == 3 and all(t > 0 for t in timings)
 
 
 def _charlm_run(feed, dropout):

@@ -228,10 +228,11 @@ def test_report_holds_no_run_ids_and_counts_the_best_epoch_from_1():
         {"epoch": 1, "val_loss": 0.7},
         {"epoch": 2, "val_loss": 0.8},
     ]
-    assert training.report(history, 313, 64, 252.0) == {
+    assert training.report(history, 313, 64, 252.0, [100.0, 80.0, 72.0]) == {
         "epochs": 3,
         "best_epoch": 2,
         "batches": 313,
         "batch_size": 64,
         "minutes": 4.2,
+        "epoch_minutes": [1.667, 1.333, 1.2],
     }

@@ -50,6 +50,7 @@ def as_json(value) -> bytes:
         "fit_seconds",
         "train_seconds",
         "train_minutes",
+        "epoch_minutes",
         "chars_per_second",
         "reviews_per_second",
         "training minutes",

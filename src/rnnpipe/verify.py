@@ -23,10 +23,10 @@ store are only read.
    - same results: a JSON, CSV or Markdown file whose values are all equal but ignored ones:
      timings, run ids and the registry's state. Ignored are the JSON keys, CSV columns and
      Markdown table columns named `seconds`, `minutes`, `time`, `duration`, `train_minutes`,
-     `training minutes` or ending in `_seconds` or `_per_second` ("reviews / s" reads as
-     reviews_per_second); `run_id`; and in promotion.json the registry's state (`version`,
-     `champion_version`, `compared_with_version`, `champion_metric`, `decision`, `reason`:
-     the copy's registry starts empty). Everything else compares exactly (numbers too);
+     `epoch_minutes`, `training minutes` or ending in `_seconds` or `_per_second` ("reviews /
+     s" reads as reviews_per_second); `run_id`; and in promotion.json the registry's state
+     (`version`, `champion_version`, `compared_with_version`, `champion_metric`, `decision`,
+     `reason`: the copy's registry starts empty). Everything else compares exactly (numbers too);
      the committed file is the workspace's, else the cache's copy of dvc.lock's md5;
    - differs: anything else, with the first differing value (a binary file such as
      model.keras or an .npz: its md5; a folder such as models/<project>/pyfunc: the first of
@@ -61,7 +61,15 @@ from rnnpipe.core import machine
 from rnnpipe.core.fetch import DEFAULT_MIRROR, MIRROR_ENV
 
 SAME_BYTES, SAME_RESULTS, DIFFERS = "same bytes", "same results", "differs"
-TIMING_NAMES = {"seconds", "minutes", "time", "duration", "train_minutes", "training_minutes"}
+TIMING_NAMES = {
+    "seconds",
+    "minutes",
+    "time",
+    "duration",
+    "train_minutes",
+    "training_minutes",
+    "epoch_minutes",
+}
 TIMING_SUFFIXES = ("_seconds", "_per_second")
 RUN_KEYS = {"run_id"}
 REGISTRY_KEYS = {

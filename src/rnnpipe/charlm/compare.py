@@ -1,6 +1,8 @@
 """compare: the tuned recurrent char LM against a causal Transformer (the lecture's last
-section), both trained here with train's feed on the same text with the same budget
-(charlm.compare), scored on the test text and timed generating text."""
+section), both trained with train's feed on the same text with the same budget (charlm.compare),
+scored on the test text and timed generating text. The recurrent row is the train stage's model
+after the epochs this stage would run, when train used the same feed, batches, seed and data
+(the same computation, so the same bits); otherwise it trains here."""
 
 from __future__ import annotations
 
@@ -39,12 +41,34 @@ COLUMNS = {
     arg("vocab", type=Path, help="vocab.json"),
     arg("hparams", type=Path, help="models/charlm/hparams.json (the hparams stage's)"),
     arg("out", type=Path, help="reports/charlm: compare.json, compare.md"),
+    arg(
+        "--train-epochs",
+        type=Path,
+        help="models/charlm/epochs (the train stage's weights after each epoch): the "
+        "recurrent row is taken from it when its training is the same",
+    ),
+    arg(
+        "--train-report",
+        type=Path,
+        default=Path("reports/charlm/train.json"),
+        help="the train stage's report, for the minutes of its epochs (default: %(default)s)",
+    ),
     help="train the tuned recurrent char LM and a causal Transformer with the same "
     "budget; compare held-out loss, size, training time and generation speed",
 )
-def compare(params: Params, processed: Path, vocab: Path, hparams: Path, out: Path) -> None:
+def compare(
+    params: Params,
+    processed: Path,
+    vocab: Path,
+    hparams: Path,
+    out: Path,
+    train_epochs: Path | None = None,
+    train_report: Path = Path("reports/charlm/train.json"),
+) -> None:
+    import keras
+
     from rnnpipe.charlm import sampler
-    from rnnpipe.core import training
+    from rnnpipe.core import tracking, training
 
     c, feed_kind = params.charlm.compare, params.charlm.train.feed
     tuned = hparams_file.read(hparams)
@@ -72,18 +96,39 @@ def compare(params: Params, processed: Path, vocab: Path, hparams: Path, out: Pa
         training.set_seed(params.seed)
         model = feed.build(hp, len(v))
         log.info("%s: %s, %d parameters", row, report.describe(hp), model.count_params())
-        kwargs = dict(feed.fit_kwargs)
-        result = report.fit(
-            model,
-            kwargs.pop("x"),
-            kwargs.pop("validation_data"),
-            c,
-            seed=params.seed,
-            checkpoint_dir=CHECKPOINTS / row,
-            settings={"hp": hp, "compare": c.model_dump(), "feed": feed_kind, "vocab": len(v)},
-            callbacks=[*feed.callbacks, *training.schedule(hp)],
-            **kwargs,
-        )
+        result = None
+        if row == "recurrent" and train_epochs is not None:
+            # the settings of charlm_train's fit that decide its epochs (train.py)
+            wanted = {
+                "hp": hp,
+                "seed": params.seed,
+                "vocab": len(v),
+                "data": tracking.file_sha256(processed / "train.npz"),
+                "backend": keras.backend.backend(),
+                "train.feed": feed_kind,
+                "train.batch_size": c.batch_size,
+            }
+            result = report.from_train(train_epochs, train_report, c, wanted)
+        if result is not None:
+            training.load_snapshot(model, train_epochs, result.pop("snapshot"))
+        else:
+            kwargs = dict(feed.fit_kwargs)
+            result = report.fit(
+                model,
+                kwargs.pop("x"),
+                kwargs.pop("validation_data"),
+                c,
+                seed=params.seed,
+                checkpoint_dir=CHECKPOINTS / row,
+                settings={
+                    "hp": hp,
+                    "compare": c.model_dump(),
+                    "feed": feed_kind,
+                    "vocab": len(v),
+                },
+                callbacks=[*feed.callbacks, *training.schedule(hp)],
+                **kwargs,
+            )
         # the evaluate stage's protocol: each part read as one stream from its start
         m = {
             part: sampler.metrics(sampler.stream_loss(model, ids[part]))
@@ -120,5 +165,11 @@ def compare(params: Params, processed: Path, vocab: Path, hparams: Path, out: Pa
         f"{c.sample_length} characters at temperature 1 from {c.prompt!r}, one step "
         "per character (state carried / key-value cache)."
     )
+    if rows["recurrent"]["from_train_stage"]:
+        budget += (
+            " The recurrent row is the train stage's model after those epochs, not trained "
+            "again: the same model, batches, seed and data give the same weights; its minutes "
+            "are those epochs' minutes in the train stage."
+        )
     report.write_report("charlm", rows, COLUMNS, out, budget)
     report.log_run("charlm", STAGE, rows, c.model_dump())

@@ -97,7 +97,7 @@ def train(
             tracking.log_data(
                 {str(processed / "valid.npz"): processed / "valid.npz"}, context="validation"
             )
-        t0 = time.perf_counter()
+        t0, timings = time.perf_counter(), []
         kwargs = dict(feed.fit_kwargs)
         model, history = training.fit(
             model,
@@ -108,6 +108,8 @@ def train(
             checkpoint_dir=CHECKPOINTS,
             settings=settings,
             run_id=run.info.run_id,
+            snapshots=out / "epochs",  # the compare stage's recurrent row reads them
+            timings=timings,
             callbacks=[
                 *feed.callbacks,
                 tracking.MlflowMetrics(transform=bits),
@@ -123,6 +125,6 @@ def train(
             mlflow.set_tag(tracking.MODEL_TAG, tracking.file_sha256(tmp))
         v.save(out / "vocab.json")
         write_json(out / "history.json", {"hparams": hp, "feed": p.feed, "epochs": history})
-        write_json(report, training.report(history, n, p.batch_size, seconds))
+        write_json(report, training.report(history, n, p.batch_size, seconds, timings))
     training.clear_checkpoints(CHECKPOINTS)
     log.info("trained in %.0f s; best val_loss %.4f", seconds, min(e["val_loss"] for e in history))

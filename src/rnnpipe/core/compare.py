@@ -3,7 +3,9 @@ budget, and the report (compare.json, a DVC metric; compare.md, a table; an MLfl
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -80,8 +82,75 @@ def fit(
         "epochs": len(history),
         "train_minutes": round(minutes, 2),
         "cut_by_budget": limit.cut,
+        "from_train_stage": False,
         "history": history,
     }
+
+
+def stop_point(history: list[dict], epochs: int, patience: int) -> tuple[int, int] | None:
+    """Where `fit` (Keras' EarlyStopping on val_loss, best weights restored) ends when its
+    epochs log `history`: (epochs run, the epoch whose weights it ends with, both counted from
+    1); None when the history ends before that is known."""
+    best, best_epoch, wait = math.inf, 0, 0
+    for i, logs in enumerate(history[:epochs]):
+        wait += 1
+        if logs["val_loss"] < best:
+            best, best_epoch, wait = logs["val_loss"], i + 1, 0
+        elif wait >= patience and i > 0:
+            return i + 1, best_epoch
+    return (epochs, best_epoch) if len(history) >= epochs else None
+
+
+def from_train(
+    snapshots: Path, train_report: Path, compare: CompareParams, wanted: dict
+) -> dict | None:
+    """The recurrent row as the train stage already trained it: when train's settings hold
+    `wanted` (dotted keys: the row's model, batch size, seed, data), its first epochs are the
+    ones this stage would run, to the bit. Returns the row's training (as `fit` does) and the
+    epoch whose weights to load (`snapshot`), or None, saying why, when it must train here."""
+    if compare.max_minutes is not None:
+        log.info("recurrent row: trained here (max_minutes makes it depend on the machine)")
+        return None
+    try:
+        run = json.loads((snapshots / "fit.json").read_text())
+        minutes = json.loads(train_report.read_text())["epoch_minutes"]
+    except (OSError, ValueError, KeyError) as e:
+        log.info("recurrent row: trained here (no epochs of the train stage to read: %s)", e)
+        return None
+    differ = [key for key, value in wanted.items() if _get(run["settings"], key) != value]
+    if differ:
+        log.info(
+            "recurrent row: trained here (the train stage's %s differ%s)",
+            ", ".join(differ),
+            "s" if len(differ) == 1 else "",
+        )
+        return None
+    history = run["history"]
+    end = stop_point(history, compare.epochs, compare.patience)
+    if end is None or len(minutes) < end[0]:
+        log.info("recurrent row: trained here (the train stage stopped before it would)")
+        return None
+    epochs, best = end
+    log.info(
+        "recurrent row: the train stage's model after epoch %d of %d (same model, batches, "
+        "seed and data: the epochs this stage would run)",
+        best,
+        epochs,
+    )
+    return {
+        "epochs": epochs,
+        "train_minutes": round(sum(minutes[:epochs]), 2),
+        "cut_by_budget": False,
+        "from_train_stage": True,
+        "history": history[:epochs],
+        "snapshot": best,
+    }
+
+
+def _get(tree: dict, dotted: str):
+    for key in dotted.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
 
 
 def announce(
@@ -97,9 +166,14 @@ def announce(
         f"{len(hps)} models, up to {compare.epochs} epochs each (batch "
         f"{compare.batch_size}, {data}): {models}",
         out / "compare.json",
-        key=lambda r: sum(row["train_minutes"] for row in r.values()),
-        count=lambda r: f"{len(r)} models trained",
+        key=lambda r: sum(row["train_minutes"] for row in _trained(r)),
+        count=lambda r: f"{len(_trained(r))} of {len(r)} models trained here",
     )
+
+
+def _trained(rows: dict) -> list[dict]:
+    """The rows of a compare.json that the stage trained (not taken from train)."""
+    return [row for row in rows.values() if not row.get("from_train_stage")]
 
 
 def describe(hp: dict) -> str:

@@ -63,11 +63,17 @@ def batches(train, batch_size: int | None = None) -> int:
 
 
 def report(
-    history: list[dict], batches: int, batch_size: int, seconds: float, monitor: str = "val_loss"
+    history: list[dict],
+    batches: int,
+    batch_size: int,
+    seconds: float,
+    epoch_seconds: list[float] = (),
+    monitor: str = "val_loss",
 ) -> dict:
     """A train stage's report (reports/<project>/train.json): epochs run, the best by `monitor`
-    (counted from 1), batches per epoch of batch_size, minutes. Only the minutes vary between
-    two runs of the same data and params."""
+    (counted from 1), batches per epoch of batch_size, minutes, and the minutes of each epoch
+    (the compare stage's recurrent row counts those of the epochs it takes). Only the minutes
+    vary between two runs of the same data and params."""
     scored = [e for e in history if monitor in e]
     best = min(scored, key=lambda e: e[monitor])["epoch"] + 1 if scored else None
     return {
@@ -76,6 +82,7 @@ def report(
         "batches": batches,
         "batch_size": batch_size,
         "minutes": round(seconds / 60, 2),
+        "epoch_minutes": [round(s / 60, 3) for s in epoch_seconds],
     }
 
 
@@ -97,6 +104,12 @@ def resumable_run_id(checkpoint_dir: Path, settings: dict) -> str | None:
     """The MLflow run id stored by an unfinished run with these settings, else None."""
     state = _read_state(Path(checkpoint_dir) / settings_key(settings))
     return state.get("run_id") if state else None
+
+
+def load_snapshot(model: keras.Model, snapshots: Path, epoch: int) -> None:
+    """Set `model`'s weights to those after `epoch` (counted from 1) of a fit with
+    `snapshots` (the model built as that one was)."""
+    model.set_weights(_load_arrays(Path(snapshots) / _snapshot(epoch)))
 
 
 def clear_checkpoints(checkpoint_dir: Path) -> None:
@@ -158,17 +171,26 @@ class _EarlyStopping(keras.callbacks.EarlyStopping):
             self.model.set_weights(self.best_weights)
 
 
+def _snapshot(epoch: int) -> str:
+    """The file of the weights after `epoch` epochs (counted from 1)."""
+    return f"epoch{epoch}.npz"
+
+
 class _Backup(keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore, with the run's whole state in its metadata file.
 
     Each epoch's weights go to a new file, written atomically, and the metadata naming it is
     written (atomically) last, so a kill at any moment leaves a consistent backup."""
 
-    def __init__(self, folder: Path, state: dict):
+    def __init__(self, folder: Path, state: dict, keep_epochs: bool = False):
         super().__init__(str(folder), delete_checkpoint=False)
-        self.folder, self.state = folder, state
+        self.folder, self.state, self.keep_epochs = folder, state, keep_epochs
         if state["weights"]:
             self._weights_path = str(folder / state["weights"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self.epoch_start = time.perf_counter()
 
     def _load_model(self):
         super()._load_model()
@@ -179,12 +201,15 @@ class _Backup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.state["history"].append({"epoch": epoch, **logs})
+        self.state["seconds"].append(time.perf_counter() - self.epoch_start)
         super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
         name = f"epoch{self._current_epoch}.weights.h5"
         with atomic_path(self.folder / name) as tmp:
             self.model.save_weights(tmp)
+        if self.keep_epochs:  # the model's weights alone, for fit's `snapshots`
+            _save_arrays(self.folder / _snapshot(self._current_epoch), self.model.get_weights())
         self.state.update(
             epoch=self._current_epoch,
             weights=name,
@@ -193,6 +218,8 @@ class _Backup(keras.callbacks.BackupAndRestore):
         )
         write_json(self.folder / STATE, self.state)
         keep = {STATE, name, (self.state["early"] or {}).get("best_weights")}
+        if self.keep_epochs:
+            keep |= {_snapshot(e) for e in range(1, self._current_epoch + 1)}
         for path in self.folder.iterdir():
             if path.name not in keep:
                 path.unlink()
@@ -288,6 +315,7 @@ def _new_state() -> dict:
         "early": None,
         "stopped": False,
         "history": [],
+        "seconds": [],  # of each epoch
         "run_id": None,
     }
 
@@ -304,6 +332,8 @@ def fit(
     callbacks=(),
     monitor: str = "val_loss",
     run_id: str | None = None,
+    snapshots: Path | None = None,
+    timings: list | None = None,
     **fit_kwargs,
 ):
     """Train `model` (compiled, built) on `train`, validating on `valid`; stop once `monitor`
@@ -317,15 +347,24 @@ def fit(
     (seed, epoch) unless shuffle=False. A `train` feed with a `set_epoch(epoch)` method (such as
     rnnpipe.imdb.inputs.dataset) is told each epoch before it is read. `run_id` (an MLflow run
     id) is kept with the checkpoint, for resumable_run_id. `verbose` defaults to verbosity().
+
+    `snapshots` (a folder): the model's weights after each epoch, epoch1.npz, epoch2.npz, ...
+    (np.savez of get_weights(), counted from 1, before any restore of the best), and
+    fit.json, the settings and the history; kept in the checkpoint until the run ends, so a
+    resumed run has them all. `timings` (a list) is extended with each epoch's seconds.
     """
     folder = Path(checkpoint_dir) / settings_key(settings)
     state = _read_state(folder)
+    if state is not None and snapshots is not None and not _has_snapshots(folder, state):
+        log.info("the checkpoint in %s kept no weights per epoch: training from the start", folder)
+        state = None
     if state is None:
         clear_checkpoints(checkpoint_dir)  # checkpoints of other settings are stale
         folder.mkdir(parents=True)
         state = _new_state()
     elif state["epoch"]:
         log.info("resuming from %s after epoch %d", folder, state["epoch"])
+    state.setdefault("seconds", [])  # a checkpoint of an older rnnpipe
     if run_id is not None:
         state["run_id"] = run_id
     write_json(folder / STATE, state)  # the run id is resumable even if killed in epoch 0
@@ -334,7 +373,7 @@ def fit(
             model.set_weights(_load_arrays(folder / state["early"]["best_weights"]))
         elif state["weights"]:  # `monitor` never logged: the last weights
             model.load_weights(folder / state["weights"])
-        return model, state["history"]
+        return _finish(model, folder, state, settings, snapshots, timings)
     fit_kwargs.setdefault("verbose", verbosity())
     train = _feed(train, int(settings.get("seed", 0)), fit_kwargs)
     set_epoch = [_SetEpoch(train)] if hasattr(train, "set_epoch") else []
@@ -347,7 +386,7 @@ def fit(
             *set_epoch,
             *callbacks,
             _EarlyStopping(folder, state, monitor=monitor, patience=patience),
-            _Backup(folder, state),
+            _Backup(folder, state, keep_epochs=snapshots is not None),
         ],
         **fit_kwargs,
     )
@@ -358,4 +397,26 @@ def fit(
             monitor,
             state["early"]["best_epoch"],
         )
+    return _finish(model, folder, state, settings, snapshots, timings)
+
+
+def _has_snapshots(folder: Path, state: dict) -> bool:
+    """Whether a checkpoint holds the weights and seconds of every epoch it ran."""
+    epochs = state.get("epoch", 0)
+    return len(state.get("seconds", [])) == epochs and all(
+        (folder / _snapshot(e)).is_file() for e in range(1, epochs + 1)
+    )
+
+
+def _finish(model, folder: Path, state: dict, settings: dict, snapshots, timings):
+    """fit's return value, after writing its snapshots and timings when asked."""
+    if timings is not None:
+        timings.extend(state["seconds"])
+    if snapshots is not None:
+        snapshots = Path(snapshots)
+        snapshots.mkdir(parents=True, exist_ok=True)
+        for e in range(1, state["epoch"] + 1):
+            with atomic_path(snapshots / _snapshot(e)) as tmp:
+                shutil.copyfile(folder / _snapshot(e), tmp)
+        write_json(snapshots / "fit.json", {"settings": settings, "history": state["history"]})
     return model, state["history"]

@@ -1,5 +1,7 @@
 """compare: the tuned recurrent model against a Transformer (the lecture's last section), both
-trained here on the same splits with the same budget (imdb.compare), scored on test."""
+trained on the same splits with the same budget (imdb.compare), scored on test. The recurrent
+row is the train stage's model after the epochs this stage would run, when train used the same
+batches, seed and data (the same computation, so the same bits); otherwise it trains here."""
 
 from __future__ import annotations
 
@@ -40,13 +42,32 @@ COLUMNS = {
     arg("hparams", type=Path, help="models/imdb/hparams.json (the hparams stage's)"),
     arg("vectors", type=Path, help="models/imdb/word_vectors.npy (the embed stage's)"),
     arg("out", type=Path, help="reports/imdb: compare.json, compare.md"),
+    arg(
+        "--train-epochs",
+        type=Path,
+        help="models/imdb/epochs (the train stage's weights after each epoch): the recurrent "
+        "row is taken from it when its training is the same",
+    ),
+    arg(
+        "--train-report",
+        type=Path,
+        default=Path("reports/imdb/train.json"),
+        help="the train stage's report, for the minutes of its epochs (default: %(default)s)",
+    ),
     help="train the tuned recurrent model and a Transformer with the same budget; "
     "compare test accuracy, size, training time and scoring speed",
 )
 def compare(
-    params: Params, processed: Path, vocab: Path, hparams: Path, vectors: Path, out: Path
+    params: Params,
+    processed: Path,
+    vocab: Path,
+    hparams: Path,
+    vectors: Path,
+    out: Path,
+    train_epochs: Path | None = None,
+    train_report: Path = Path("reports/imdb/train.json"),
 ) -> None:
-    from rnnpipe.core import training
+    from rnnpipe.core import tracking, training
     from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors
 
     c = params.imdb.compare
@@ -68,16 +89,32 @@ def compare(
         training.set_seed(params.seed)
         model = build_sentiment_model(hp, len(v), weights)
         log.info("%s: %s, %d parameters", row, report.describe(hp), model.count_params())
-        result = report.fit(
-            model,
-            dataset(splits["train"], c.batch_size, max_len, seed=params.seed),
-            dataset(splits["valid"], c.batch_size, max_len),
-            c,
-            seed=params.seed,
-            checkpoint_dir=CHECKPOINTS / row,
-            settings={"hp": hp, "compare": c.model_dump(), "vocab": len(v)},
-            callbacks=training.schedule(hp),
-        )
+        result = None
+        if row == "recurrent" and train_epochs is not None:
+            # the settings of imdb_train's fit that decide its epochs (train.py)
+            wanted = {
+                "hp": hp,
+                "seed": params.seed,
+                "vocab": len(v),
+                "data": tracking.file_sha256(processed / "train.npz"),
+                "vectors": tracking.file_sha256(vectors) if weights is not None else None,
+                "train.batch_size": c.batch_size,
+                "train.crop": 0.0,
+            }
+            result = report.from_train(train_epochs, train_report, c, wanted)
+        if result is not None:
+            training.load_snapshot(model, train_epochs, result.pop("snapshot"))
+        else:
+            result = report.fit(
+                model,
+                dataset(splits["train"], c.batch_size, max_len, seed=params.seed),
+                dataset(splits["valid"], c.batch_size, max_len),
+                c,
+                seed=params.seed,
+                checkpoint_dir=CHECKPOINTS / row,
+                settings={"hp": hp, "compare": c.model_dump(), "vocab": len(v)},
+                callbacks=training.schedule(hp),
+            )
         valid = predict_proba(model, splits["valid"]["ids"], splits["valid"]["lengths"])
         t = time.perf_counter()
         test = predict_proba(model, splits["test"]["ids"], splits["test"]["lengths"])
@@ -108,5 +145,11 @@ def compare(
         + ". Test accuracy at the threshold chosen on validation; reviews / s: scoring "
         "the test split."
     )
+    if rows["recurrent"]["from_train_stage"]:
+        budget += (
+            " The recurrent row is the train stage's model after those epochs, not trained "
+            "again: the same model, batches, seed and data give the same weights; its minutes "
+            "are those epochs' minutes in the train stage."
+        )
     report.write_report("imdb", rows, COLUMNS, out, budget)
     report.log_run("imdb", STAGE, rows, c.model_dump())

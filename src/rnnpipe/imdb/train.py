@@ -114,7 +114,7 @@ def train(
             )
             if weights is not None:
                 tracking.log_data({str(vectors): vectors}, context="pretraining")
-        t = time.perf_counter()
+        t, timings = time.perf_counter(), []
         model, history = training.fit(
             model,
             train_ds,
@@ -124,6 +124,8 @@ def train(
             checkpoint_dir=CHECKPOINTS,
             settings=settings,
             run_id=run.info.run_id,
+            snapshots=outdir / "epochs",  # the compare stage's recurrent row reads them
+            timings=timings,
             callbacks=[tracking.MlflowMetrics(), *training.schedule(hp)],
         )
         seconds = time.perf_counter() - t
@@ -135,6 +137,6 @@ def train(
         with atomic_path(outdir / "vocab.json") as tmp:
             shutil.copyfile(vocab, tmp)
         write_json(outdir / "history.json", history)
-        write_json(report, training.report(history, n, p.batch_size, seconds))
+        write_json(report, training.report(history, n, p.batch_size, seconds, timings))
         log.info("run %s: best val_loss %.4f", run.info.run_id, min(h["val_loss"] for h in history))
     training.clear_checkpoints(CHECKPOINTS)
