@@ -68,9 +68,10 @@ def test_exp_run_in_workspace_and_temp_logs_into_the_project_store(committed):
     metrics = names["low-threshold"]["revs"][0]["data"]["metrics"]
     assert metrics["reports/imdb/metrics.json"]["data"]["test"]["threshold"] == 0.4
     tags = mlflow_runs(repo)
-    by_exp = {t.get("dvc.experiment"): t for t in tags.values() if t.get("dvc.experiment")}
-    assert by_exp["fewer-epochs"]["mlflow.source.git.commit"] == commit
-    assert by_exp["fewer-epochs"]["dvc.stage"] == "imdb_train"
+    fewer = {t["dvc.stage"]: t for t in tags.values() if t.get("dvc.experiment") == "fewer-epochs"}
+    # imdb_compare reruns after train: its recurrent row comes from train's epochs
+    assert {"imdb_train", "imdb_compare"} <= set(fewer)
+    assert fewer["imdb_train"]["mlflow.source.git.commit"] == commit
     # --temp ran evaluate in a copy under .dvc/tmp/exps; it found the train run in the
     # project's store (by the model's hash) and logged its metrics there
     assert not list((repo / ".dvc/tmp").rglob("mlflow.db"))
