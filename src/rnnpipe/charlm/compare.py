@@ -68,7 +68,7 @@ def compare(
     import keras
 
     from rnnpipe.charlm import sampler
-    from rnnpipe.core import tracking, training
+    from rnnpipe.core import training
 
     c, feed_kind = params.charlm.compare, params.charlm.train.feed
     tuned = hparams_file.read(hparams)
@@ -98,20 +98,15 @@ def compare(
         log.info("%s: %s, %d parameters", row, report.describe(hp), model.count_params())
         result = None
         if row == "recurrent" and train_epochs is not None:
-            # the settings of charlm_train's fit that decide its epochs (train.py)
-            wanted = {
-                "hp": hp,
-                "seed": params.seed,
-                "vocab": len(v),
-                "data": tracking.file_sha256(processed / "train.npz"),
+            # charlm_train's fit (train.py): the settings every project shares, and these
+            wanted = report.train_settings(hp, params.seed, len(v), processed / "train.npz")
+            wanted |= {
                 "backend": keras.backend.backend(),
                 "train.feed": feed_kind,
                 "train.batch_size": c.batch_size,
             }
-            result = report.from_train(train_epochs, train_report, c, wanted)
-        if result is not None:
-            training.load_snapshot(model, train_epochs, result.pop("snapshot"))
-        else:
+            result = report.from_train(model, train_epochs, train_report, c, wanted)
+        if result is None:
             kwargs = dict(feed.fit_kwargs)
             result = report.fit(
                 model,

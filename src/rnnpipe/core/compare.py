@@ -101,13 +101,29 @@ def stop_point(history: list[dict], epochs: int, patience: int) -> tuple[int, in
     return (epochs, best_epoch) if len(history) >= epochs else None
 
 
+def train_settings(hp: dict, seed: int, vocab_size: int, train_file: Path) -> dict:
+    """The settings of the train stage's fit that every project's row must share with it to
+    be that fit: the model, the seed, the vocabulary's size and the training data."""
+    from rnnpipe.core import tracking
+
+    return {
+        "hp": hp,
+        "seed": seed,
+        "vocab": vocab_size,
+        "data": tracking.file_sha256(train_file),
+    }
+
+
 def from_train(
-    snapshots: Path, train_report: Path, compare: CompareParams, wanted: dict
+    model, snapshots: Path, train_report: Path, compare: CompareParams, wanted: dict
 ) -> dict | None:
-    """The recurrent row as the train stage already trained it: when train's settings hold
-    `wanted` (dotted keys: the row's model, batch size, seed, data), its first epochs are the
-    ones this stage would run, to the bit. Returns the row's training (as `fit` does) and the
-    epoch whose weights to load (`snapshot`), or None, saying why, when it must train here."""
+    """The recurrent row as the train stage already trained it: when train's fit had the
+    settings `wanted` (dotted keys: `train_settings` and the project's own, e.g. its batch
+    size), its first epochs are the ones this stage would run, to the bit. Then `model` (built
+    as train built it) gets the weights this stage would end with, and the row's training comes
+    back as `fit` returns it; None, saying why, when it must train here."""
+    from rnnpipe.core import training
+
     if compare.max_minutes is not None:
         log.info("recurrent row: trained here (max_minutes makes it depend on the machine)")
         return None
@@ -137,13 +153,13 @@ def from_train(
         best,
         epochs,
     )
+    training.load_snapshot(model, snapshots, best)
     return {
         "epochs": epochs,
         "train_minutes": round(sum(minutes[:epochs]), 2),
         "cut_by_budget": False,
         "from_train_stage": True,
         "history": history[:epochs],
-        "snapshot": best,
     }
 
 

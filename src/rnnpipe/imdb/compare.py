@@ -91,20 +91,15 @@ def compare(
         log.info("%s: %s, %d parameters", row, report.describe(hp), model.count_params())
         result = None
         if row == "recurrent" and train_epochs is not None:
-            # the settings of imdb_train's fit that decide its epochs (train.py)
-            wanted = {
-                "hp": hp,
-                "seed": params.seed,
-                "vocab": len(v),
-                "data": tracking.file_sha256(processed / "train.npz"),
+            # imdb_train's fit (train.py): the settings every project shares, and these
+            wanted = report.train_settings(hp, params.seed, len(v), processed / "train.npz")
+            wanted |= {
                 "vectors": tracking.file_sha256(vectors) if weights is not None else None,
                 "train.batch_size": c.batch_size,
                 "train.crop": 0.0,
             }
-            result = report.from_train(train_epochs, train_report, c, wanted)
-        if result is not None:
-            training.load_snapshot(model, train_epochs, result.pop("snapshot"))
-        else:
+            result = report.from_train(model, train_epochs, train_report, c, wanted)
+        if result is None:
             result = report.fit(
                 model,
                 dataset(splits["train"], c.batch_size, max_len, seed=params.seed),
