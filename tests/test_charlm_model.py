@@ -52,3 +52,32 @@ def test_stateful_model_carries_state_until_reset(cell):
 def test_stateful_model_needs_a_batch_size():
     with pytest.raises(ValueError):
         build_char_lm(hp("LSTM"), 11, stateful=True)
+
+
+@pytest.mark.parametrize("cell", ["GRU", "Transformer"])
+def test_weight_decay_shrinks_the_weights_apart_from_the_gradient(cell):
+    # one step from the same weights: the decayed model's weights are the plain model's less
+    # learning_rate x weight_decay of where they started; biases and layer norms do not decay
+    x = np.random.default_rng(1).integers(0, 11, size=(3, 7)).astype("int32")
+    after = {}
+    for decay in (0.0, 0.5):
+        keras.utils.set_random_seed(2)
+        params = hp(cell, dropout=0.0) | {"heads": 2, "seq_length": 7, "weight_decay": decay}
+        model = build_char_lm(params, 11)
+        start = {w.path: np.array(w) for w in model.trainable_weights}
+        model.train_on_batch(x, x)
+        after[decay] = {w.path: np.array(w) for w in model.trainable_weights}
+    assert after[0.0].keys() == start.keys()
+    kept = [p for p in start if p.rsplit("/", 1)[-1] in ("bias", "gamma", "beta")]
+    assert kept and len(kept) < len(start)
+    if cell == "Transformer":
+        assert any(p.endswith("gamma") for p in kept)
+    for path, w0 in start.items():
+        if path in kept:
+            np.testing.assert_array_equal(after[0.5][path], after[0.0][path], err_msg=path)
+        else:
+            shrink = 1e-3 * 0.5 * w0
+            assert np.abs(shrink).max() > 1e-6, path
+            np.testing.assert_allclose(
+                after[0.5][path], after[0.0][path] - shrink, rtol=0, atol=1e-7, err_msg=path
+            )

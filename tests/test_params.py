@@ -203,6 +203,11 @@ def _set(*keys, value):
             "charlm",
             "tune.space.unit: not a key of charlm.train.model",
         ),
+        (
+            _set("charlm", "train", "model", "weight_decay", value=-0.1),
+            "charlm.train.model.weight_decay",
+            "greater than or equal to 0",
+        ),
         # the model keys have no defaults: params.yaml gives every one
         (
             lambda raw: raw["imdb"]["train"]["model"].pop("pooling"),

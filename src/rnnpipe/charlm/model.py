@@ -56,8 +56,16 @@ def build_char_lm(
         x = keras.layers.Dropout(hp["dropout"], name="dropout_out")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     model = keras.Model(inputs, logits, name="char_lm")
+    # weight decay decoupled from the gradient (AdamW's); biases and layer norms' scales and
+    # offsets keep theirs. 0: plain Adam, as for hparams.json files older than the key
+    decay = hp.get("weight_decay", 0.0)
+    optimizer = keras.optimizers.Adam(
+        hp["learning_rate"], clipnorm=hp["clipnorm"], weight_decay=decay or None
+    )
+    if decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     model.compile(
-        optimizer=keras.optimizers.Adam(hp["learning_rate"], clipnorm=hp["clipnorm"]),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     # Adam's slots made now, not inside the first train step: on TensorFlow that would make

@@ -109,6 +109,9 @@ class CharlmModelParams(Section):
     # carries further. A Transformer's position table has seq_length rows: its context
     seq_length: int = Field(ge=1)
     heads: int = Field(ge=1)  # cell Transformer: attention heads
+    # each step, weights shrink by learning_rate x weight_decay of themselves, apart from the
+    # gradient (AdamW's decay; not biases or layer norms); 0: plain Adam
+    weight_decay: float = Field(ge=0)
 
     @model_validator(mode="after")
     def _heads(self):
@@ -121,8 +124,8 @@ class CharlmTrainParams(Section):
     use_tuned: bool = True
     # windows: independent windows (the textbook's way); tbptt: stateful contiguous streams
     feed: Literal["windows", "tbptt"] = "tbptt"
-    batch_size: int = Field(default=64, ge=1)
-    epochs: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=1, ge=0)
 
 
@@ -133,10 +136,11 @@ class CharlmEvaluateParams(Section):
 
 
 class CharlmTuneParams(TuneParams):
-    pass
+    batch_size: int = Field(default=128, ge=1)  # train's
 
 
 class CharlmCompareParams(CompareParams):
+    batch_size: int = Field(default=128, ge=1)  # train's: the recurrent row is train's epochs
     # generation speed: characters written from the prompt at temperature 1
     prompt: str = Field(default="The island", min_length=1)
     sample_length: int = Field(default=1000, ge=1)
