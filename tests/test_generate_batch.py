@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from threadpoolctl import threadpool_limits
 
 from rnnpipe.charlm import chars, sampler
 from rnnpipe.charlm.model import build_char_lm
@@ -122,6 +123,16 @@ def test_every_bit_of_a_rows_logits_is_the_same_alone_or_in_a_batch(cell, units,
 FULL_SIZE = [("GRU", 512, 1), ("LSTM", 512, 2), ("SimpleRNN", 512, 1), ("Transformer", 256, 2)]
 
 
+@pytest.fixture
+def one_blas_thread():
+    """One BLAS thread, as generate_many steps with. Under `make test` the other worker keeps
+    the second core busy, and a product split over two threads then waits for it at every
+    step: the full-size bits tests took 65-71 s each that way, 7-9 s with one thread. (The
+    small models' bits test keeps BLAS's own threads: the bits do not depend on them.)"""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.mark.slow  # the full-size models, more rows and seeds
 @pytest.mark.parametrize("seed", [3, 4])
 @pytest.mark.parametrize("cell, units, layers", FULL_SIZE)
@@ -140,6 +151,7 @@ def test_full_size_models_write_the_same_text_alone_or_in_any_batch(cell, units,
 
 @pytest.mark.slow  # the full-size models, 32 rows alone and in batches of up to 64
 @pytest.mark.parametrize("cell, units, layers", FULL_SIZE)
+@pytest.mark.usefixtures("one_blas_thread")
 def test_full_size_models_give_every_row_the_same_bits_alone_or_in_any_batch(cell, units, layers):
     gen = Generator(char_lm(cell, units, layers, seed=5, seq_length=100), VOCAB)
     # prompts up to 130 ids and 60 more: most attention caches are rebuilt, at other steps
