@@ -69,7 +69,9 @@ def add(a, b):
 def main() -> None:
     cfg = dict(DEFAULTS)
     for item in sys.argv[1:]:
-        key, value = item.split("=", 1)
+        key, _, value = item.partition("=")
+        if key not in DEFAULTS or not value:
+            raise SystemExit(f"expected key=value with a key of {sorted(DEFAULTS)}, got {item!r}")
         cfg[key] = type(DEFAULTS[key])(value)
     params = yaml.safe_load(open("params.yaml"))["imdb"]
     hp = params["train"]["model"] | json.load(open("reports/imdb/tuning.json"))["best_hparams"]
