@@ -10,11 +10,19 @@ clean one plus the adversarial one: two forward and backward passes a step.
 
 The model, word vectors, batches, learning-rate schedule and seed are the train stage's (the
 searched keys from reports/imdb/tuning.json over imdb.train.model); only the step differs.
-eps=0 runs the plain step through the same loop, as the control. Run in a workspace where the
-pipeline has run through imdb_embed:
+eps=0 runs the plain step through the same loop, as the control.
+
+vat=V adds virtual adversarial training (Miyato et al.), which learns from the 50,000 unlabelled
+reviews (cut to their last unsup_len tokens): each step also takes a batch of them, finds the
+move r (size V x |e|, relative as eps) that changes the model's answer most (one power
+iteration from a random direction of size xi x |e|), and adds KL(p(x) || p(x + r)), p(x) the
+model's answer held fixed (vat_dropout says which of these passes drop out). Three more passes
+a step on the unlabelled batch. Run in a workspace where the pipeline has run through
+imdb_encode and imdb_embed:
 
     python benchmarks/probe_imdb_adversarial.py eps=0.02
     python benchmarks/probe_imdb_adversarial.py eps=0
+    python benchmarks/probe_imdb_adversarial.py eps=0 vat=0.005 vat_dropout=none epochs=2
 
 Prints validation and test accuracy after every epoch (test only to see how the idea
 generalises; nothing is chosen on it). TensorFlow backend only: it is a probe, not the
@@ -36,10 +44,27 @@ import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 from keras import layers  # noqa: E402
 
+from rnnpipe.core.errors import PipelineError  # noqa: E402
+from rnnpipe.core.vocab import Vocabulary  # noqa: E402
 from rnnpipe.imdb.inputs import dataset, read_split  # noqa: E402
 from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors  # noqa: E402
+from rnnpipe.imdb.prepare import read_reviews  # noqa: E402
+from rnnpipe.imdb.words import encode_texts  # noqa: E402
 
-DEFAULTS = dict(eps=0.02, epochs=4, seed=42, data="data/processed/imdb")
+DEFAULTS = dict(
+    eps=0.02,
+    vat=0.0,
+    vat_dropout="last",
+    xi=0.001,
+    unsup_len=200,
+    epochs=4,
+    seed=42,
+    data="data/processed/imdb",
+)
+# vat_dropout: which of VAT's three passes drop out as training does. "last": only the pass
+# that is trained on (so the fixed answer is also the one without dropout, as served); "none":
+# no pass (pure smoothness); "all": every pass (Miyato et al.'s code)
+VAT_DROPOUT = {"last": (False, False, True), "none": (False,) * 3, "all": (True,) * 3}
 
 
 def perturbable(model: keras.Model) -> keras.Model:
@@ -52,9 +77,24 @@ def perturbable(model: keras.Model) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32")
     delta = keras.Input(shape=(None, chain[0].output_dim))
     x = layers.Add()([chain[0](ids), delta])
-    for layer in chain[1:]:
+    for layer in chain[1:-1]:
         x = layer(x)
-    return keras.Model([ids, delta], x)
+    # logits, not probabilities: KL's gradient at a tiny move is exact in them
+    head = chain[-1]
+    if head.name != "positive":
+        raise SystemExit("expected the Dense layer `positive` last")
+    return keras.Model([ids, delta], Logits(head)(x))
+
+
+class Logits(layers.Layer):
+    """The sigmoid Dense layer's logits, with its variables (shared, not copied)."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.dense.kernel) + self.dense.bias
 
 
 def add(a, b):
@@ -73,6 +113,9 @@ def main() -> None:
         if key not in DEFAULTS or not value:
             raise SystemExit(f"expected key=value with a key of {sorted(DEFAULTS)}, got {item!r}")
         cfg[key] = type(DEFAULTS[key])(value)
+    if cfg["vat_dropout"] not in VAT_DROPOUT:
+        raise SystemExit(f"vat_dropout must be one of {sorted(VAT_DROPOUT)}")
+    drop_target, drop_near, drop_virtual = VAT_DROPOUT[cfg["vat_dropout"]]
     params = yaml.safe_load(open("params.yaml"))["imdb"]
     hp = params["train"]["model"] | json.load(open("reports/imdb/tuning.json"))["best_hparams"]
     keras.utils.set_random_seed(cfg["seed"])
@@ -82,38 +125,76 @@ def main() -> None:
     model = build_sentiment_model(hp, vocab_size, vectors)
     both = perturbable(model)
     opt = model.optimizer
-    loss_fn = keras.losses.BinaryCrossentropy()
+    loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
     weights = model.trainable_variables
-    eps = cfg["eps"]
+    eps, vat = cfg["eps"], cfg["vat"]
+    embedding = model.get_layer("embedding")
+
+    def move(ids, g, size):
+        """g scaled to size x the review's embedding norm, padding left still."""
+        mask = tf.cast(ids > 0, "float32")[..., None]
+        g *= mask
+        norm_g = tf.sqrt(tf.reduce_sum(g**2, axis=[1, 2], keepdims=True)) + 1e-12
+        norm_e = tf.sqrt(tf.reduce_sum((embedding(ids) * mask) ** 2, [1, 2], keepdims=True))
+        return tf.stop_gradient(size * norm_e * g / norm_g)
+
+    def kl(target, logits):
+        """KL(Bernoulli(sigmoid(target)) || Bernoulli(sigmoid(logits))), the batch's mean."""
+        p = tf.sigmoid(target)
+        return tf.reduce_mean(
+            p * (tf.math.softplus(-logits) - tf.math.softplus(-target))
+            + (1 - p) * (tf.math.softplus(logits) - tf.math.softplus(target))
+        )
 
     @tf.function(reduce_retracing=True)
-    def step(ids, y):
+    def step(ids, y, unl):
         zeros = tf.zeros([tf.shape(ids)[0], tf.shape(ids)[1], hp["embedding_dim"]])
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(zeros)
             clean = loss_fn(y, both([ids, zeros], training=True))
         grads = tape.gradient(clean, weights)
         if eps > 0:
-            g = tape.gradient(clean, zeros)
-            e = model.get_layer("embedding")(ids)
-            mask = tf.cast(ids > 0, "float32")[..., None]
-            g *= mask
-            norm_g = tf.sqrt(tf.reduce_sum(g**2, axis=[1, 2], keepdims=True)) + 1e-12
-            norm_e = tf.sqrt(tf.reduce_sum((e * mask) ** 2, axis=[1, 2], keepdims=True))
-            r = tf.stop_gradient(eps * norm_e * g / norm_g)
+            r = move(ids, tape.gradient(clean, zeros), eps)
             with tf.GradientTape() as tape2:
                 adv = loss_fn(y, both([ids, r], training=True))
             grads = [add(a, b) for a, b in zip(grads, tape2.gradient(adv, weights), strict=True)]
         del tape
+        if vat > 0:
+            shape = [tf.shape(unl)[0], tf.shape(unl)[1], hp["embedding_dim"]]
+            target = tf.stop_gradient(both([unl, tf.zeros(shape)], training=drop_target))
+            d = move(unl, tf.random.normal(shape), cfg["xi"])
+            with tf.GradientTape() as tape3:
+                tape3.watch(d)
+                near = kl(target, both([unl, d], training=drop_near))
+            r = move(unl, tape3.gradient(near, d), vat)
+            with tf.GradientTape() as tape4:
+                virtual = kl(target, both([unl, r], training=drop_virtual))
+            grads = [
+                add(a, b) for a, b in zip(grads, tape4.gradient(virtual, weights), strict=True)
+            ]
         opt.apply_gradients(zip(grads, weights, strict=True))
         return clean
 
-    train = dataset(tr, params["train"]["batch_size"], tr["ids"].shape[1], seed=cfg["seed"])
+    batch = params["train"]["batch_size"]
+    train = dataset(tr, batch, tr["ids"].shape[1], seed=cfg["seed"])
+    unlabelled = None
+    if vat > 0:
+        reviews = read_reviews("data/interim/imdb/reviews.parquet")
+        vocab = Vocabulary.load("data/processed/imdb/vocab.json")
+        texts = reviews.loc[reviews["split"] == "unsup", "text"]
+        u_ids, u_len = encode_texts(texts, vocab, cfg["unsup_len"], keep="end")
+        u = {"ids": u_ids, "lengths": u_len, "labels": np.zeros(len(u_ids), "int64")}
+        unlabelled = dataset(u, batch, cfg["unsup_len"], seed=cfg["seed"] + 1)
+    no_unl = tf.zeros([1, 1], "int32")
     start = time.time()
     for epoch in range(cfg["epochs"]):
         opt.learning_rate.assign(hp["learning_rate"] * hp["lr_decay"] ** epoch)
         train.set_epoch(epoch)
-        losses = [float(step(ids, y)) for ids, y in train]
+        if unlabelled is not None:
+            # 781 unlabelled batches against 313 labelled: each epoch reads another part
+            unlabelled.set_epoch(epoch)
+            unl = (u_ids for u_ids, _ in unlabelled)
+        losses = [float(step(ids, y, next(unl) if vat > 0 else no_unl)) for ids, y in train]
         pv = predict_proba(model, va["ids"], va["lengths"])
         pt = predict_proba(model, te["ids"], te["lengths"])
         yv, yt = va["labels"], te["labels"]
@@ -126,8 +207,12 @@ def main() -> None:
             "val_acc": round(float(np.mean((pv > 0.5) == yv)), 4),
             "test_acc": round(float(np.mean((pt > 0.5) == yt)), 4),
         }
-        print(f"eps={eps}", json.dumps(row), flush=True)
+        print(f"eps={eps} vat={vat} vat_dropout={cfg['vat_dropout']}", json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (PipelineError, OSError) as e:  # a missing split, vocabulary, vectors or params
+        hint = "run `dvc repro imdb_encode imdb_embed` first"
+        raise SystemExit(f"probe_imdb_adversarial: {e} ({hint})") from None
