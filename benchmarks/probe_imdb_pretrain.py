@@ -3,6 +3,7 @@ unlabelled reviews, then fine-tune it as the classifier, and compare with the sa
 word2vec alone.
 
     python benchmarks/probe_imdb_pretrain.py [--lm-epochs 1] [--lm-len 200] [--seed 42]
+    python benchmarks/probe_imdb_pretrain.py --head softmax --lm-vocab 2000
 
 Run in a repo where the pipeline has run (data/interim/imdb/reviews.parquet,
 data/processed/imdb, models/imdb: hparams.json, word_vectors.npy). Test is printed to see how
@@ -14,6 +15,9 @@ predicts the next word and the backward GRU the word before, each as a direction
 space (loss: 1 - cosine with the word's unit vector). A softmax over the 20,000 words would
 take about 26 times the recurrent layer's multiply-adds; the cosine head costs little. The
 embedding starts from word2vec and learns too; the word2vec targets stay fixed.
+`--head softmax` predicts the word itself instead (cross-entropy), among the --lm-vocab most
+frequent words and one class for all the others (Dai & Le's language model, on a smaller
+output vocabulary).
 
 Fine-tuning: the train stage's model (hparams.json), feed (imdb.train.batch_size), seed,
 schedule and early stopping (imdb.train.patience), its embedding and both directions of its
@@ -76,18 +80,47 @@ class CosineLM(layers.Layer):
         return mean * ops.ones_like(real[:, 0])  # one value per row, as Keras expects
 
 
-def language_model(hp: dict, vectors: np.ndarray) -> keras.Model:
-    """The two directions of the champion's GRU layer over its embedding, with cosine heads."""
+class SoftmaxLM(layers.Layer):
+    """Mean over a batch's real positions of the cross-entropy of the next word (forward) and
+    the word before (backward), among the `words` most frequent words (ids below `words`) and
+    one class for all the others."""
+
+    def __init__(self, words: int, **kwargs):
+        super().__init__(**kwargs)
+        self.words = words
+
+    def call(self, ids, forward, backward):
+        real = ops.cast(ops.not_equal(ids, 0), "float32")
+        target = ops.minimum(ids, self.words)
+
+        def loss(logits, tgt, mask):
+            ce = ops.sparse_categorical_crossentropy(tgt, logits, from_logits=True)
+            return ops.sum(ce * mask)
+
+        both = real[:, 1:] * real[:, :-1]
+        total = loss(forward[:, :-1], target[:, 1:], both) + loss(
+            backward[:, 1:], target[:, :-1], both
+        )
+        mean = total / ops.maximum(ops.sum(both) * 2.0, 1.0)
+        return mean * ops.ones_like(real[:, 0])
+
+
+def language_model(hp: dict, vectors: np.ndarray, head: str, words: int) -> keras.Model:
+    """The two directions of the champion's GRU layer over its embedding, with cosine or
+    softmax heads."""
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x = layers.Embedding(*vectors.shape, weights=[vectors], mask_zero=True, name="embedding")(ids)
     units = hp["units"]
     forward = layers.GRU(units, return_sequences=True, name="forward")(x)
     backward = layers.GRU(units, return_sequences=True, go_backwards=True, name="backward")(x)
     backward = ops.flip(backward, axis=1)  # back in reading order
-    dim = vectors.shape[1]
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
-    loss = CosineLM(unit.astype("float32"), name="cosine")(
-        ids, layers.Dense(dim, name="next")(forward), layers.Dense(dim, name="before")(backward)
+    if head == "softmax":
+        out, lm = words + 1, SoftmaxLM(words, name="softmax")
+    else:
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+        out, lm = vectors.shape[1], CosineLM(unit.astype("float32"), name="cosine")
+    loss = lm(
+        ids, layers.Dense(out, name="next")(forward), layers.Dense(out, name="before")(backward)
     )
     model = keras.Model(ids, loss)
     model.compile(
@@ -101,11 +134,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lm-epochs", type=int, default=1)
     ap.add_argument("--lm-len", type=int, default=200, help="tokens of each review pretrained on")
+    ap.add_argument("--head", choices=["cosine", "softmax"], default="cosine")
+    ap.add_argument("--lm-vocab", type=int, default=2000, help="softmax head: words predicted")
     ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs, at most")
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
     if min(args.lm_epochs, args.lm_len, args.epochs) < 1:
         raise SystemExit("--lm-epochs, --lm-len and --epochs must be at least 1")
+    if args.lm_vocab < 2:
+        raise SystemExit("--lm-vocab must be at least 2")
     needed = [REVIEWS, DATA / "vocab.json", MODELS / "hparams.json", MODELS / "word_vectors.npy"]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
@@ -129,7 +166,7 @@ def probe(args) -> None:
     texts = reviews.loc[reviews["split"].isin(["train", "unsup"]), "text"]
     ids, lengths = encode_texts(texts, vocab, args.lm_len, keep="start")
     unlabelled = {"ids": ids, "lengths": lengths, "labels": np.zeros(len(ids), "int64")}
-    lm = language_model(hp, vectors)
+    lm = language_model(hp, vectors, args.head, min(args.lm_vocab, len(vocab)))
     feed = dataset(unlabelled, p.batch_size, args.lm_len, seed=args.seed)
     start = time.perf_counter()
     for epoch in range(args.lm_epochs):
