@@ -31,6 +31,7 @@ pipeline's model code.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -112,9 +113,22 @@ def main() -> None:
         key, _, value = item.partition("=")
         if key not in DEFAULTS or not value:
             raise SystemExit(f"expected key=value with a key of {sorted(DEFAULTS)}, got {item!r}")
-        cfg[key] = type(DEFAULTS[key])(value)
+        try:
+            cfg[key] = type(DEFAULTS[key])(value)
+        except ValueError:
+            raise SystemExit(
+                f"{key} must be of type {type(DEFAULTS[key]).__name__}, got {value!r}"
+            ) from None
     if cfg["vat_dropout"] not in VAT_DROPOUT:
         raise SystemExit(f"vat_dropout must be one of {sorted(VAT_DROPOUT)}")
+    if (
+        min(cfg["eps"], cfg["vat"]) < 0
+        or cfg["xi"] <= 0
+        or min(cfg["unsup_len"], cfg["epochs"]) < 1
+    ):
+        raise SystemExit(
+            "eps and vat must be at least 0, xi above 0, unsup_len and epochs at least 1"
+        )
     drop_target, drop_near, drop_virtual = VAT_DROPOUT[cfg["vat_dropout"]]
     params = yaml.safe_load(open("params.yaml"))["imdb"]
     hp = params["train"]["model"] | json.load(open("reports/imdb/tuning.json"))["best_hparams"]
@@ -190,11 +204,12 @@ def main() -> None:
     for epoch in range(cfg["epochs"]):
         opt.learning_rate.assign(hp["learning_rate"] * hp["lr_decay"] ** epoch)
         train.set_epoch(epoch)
+        unl = itertools.repeat(no_unl)  # step's third input, read only with vat
         if unlabelled is not None:
             # 781 unlabelled batches against 313 labelled: each epoch reads another part
             unlabelled.set_epoch(epoch)
-            unl = (u_ids for u_ids, _ in unlabelled)
-        losses = [float(step(ids, y, next(unl) if vat > 0 else no_unl)) for ids, y in train]
+            unl = (batch_ids for batch_ids, _ in unlabelled)
+        losses = [float(step(ids, y, next(unl))) for ids, y in train]
         pv = predict_proba(model, va["ids"], va["lengths"])
         pt = predict_proba(model, te["ids"], te["lengths"])
         yv, yt = va["labels"], te["labels"]

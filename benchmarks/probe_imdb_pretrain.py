@@ -53,23 +53,23 @@ DATA, MODELS = Path("data/processed/imdb"), Path("models/imdb")
 REVIEWS = Path("data/interim/imdb/reviews.parquet")
 
 
-class CosineLM(layers.Layer):
-    """Mean over a batch's real positions of 1 - cos(prediction, target word's vector), for the
-    forward model (next word) and the backward model (word before)."""
+class TwoWayLM(layers.Layer):
+    """Mean over a batch's real positions of a per-word loss, for the forward model (next word)
+    and the backward model (word before). A subclass says what a word's target is and the loss
+    of a prediction against it."""
 
-    def __init__(self, unit_vectors: np.ndarray, **kwargs):
-        super().__init__(**kwargs)
-        self.targets = layers.Embedding(
-            *unit_vectors.shape, weights=[unit_vectors], trainable=False, name="targets"
-        )
+    def target(self, ids):
+        raise NotImplementedError
+
+    def word_loss(self, pred, target):
+        raise NotImplementedError
 
     def call(self, ids, forward, backward):
         real = ops.cast(ops.not_equal(ids, 0), "float32")
-        target = self.targets(ids)
+        target = self.target(ids)
 
         def loss(pred, tgt, mask):
-            pred = pred / (ops.norm(pred, axis=-1, keepdims=True) + 1e-6)
-            return ops.sum((1.0 - ops.sum(pred * tgt, axis=-1)) * mask)
+            return ops.sum(self.word_loss(pred, tgt) * mask)
 
         # forward at t predicts t + 1; backward at t predicts t - 1 (both positions real)
         both = real[:, 1:] * real[:, :-1]
@@ -80,29 +80,36 @@ class CosineLM(layers.Layer):
         return mean * ops.ones_like(real[:, 0])  # one value per row, as Keras expects
 
 
-class SoftmaxLM(layers.Layer):
-    """Mean over a batch's real positions of the cross-entropy of the next word (forward) and
-    the word before (backward), among the `words` most frequent words (ids below `words`) and
+class CosineLM(TwoWayLM):
+    """1 - cos(prediction, the target word's unit vector)."""
+
+    def __init__(self, unit_vectors: np.ndarray, **kwargs):
+        super().__init__(**kwargs)
+        self.targets = layers.Embedding(
+            *unit_vectors.shape, weights=[unit_vectors], trainable=False, name="targets"
+        )
+
+    def target(self, ids):
+        return self.targets(ids)
+
+    def word_loss(self, pred, target):
+        pred = pred / (ops.norm(pred, axis=-1, keepdims=True) + 1e-6)
+        return 1.0 - ops.sum(pred * target, axis=-1)
+
+
+class SoftmaxLM(TwoWayLM):
+    """Cross-entropy of the word among the `words` most frequent words (ids below `words`) and
     one class for all the others."""
 
     def __init__(self, words: int, **kwargs):
         super().__init__(**kwargs)
         self.words = words
 
-    def call(self, ids, forward, backward):
-        real = ops.cast(ops.not_equal(ids, 0), "float32")
-        target = ops.minimum(ids, self.words)
+    def target(self, ids):
+        return ops.minimum(ids, self.words)
 
-        def loss(logits, tgt, mask):
-            ce = ops.sparse_categorical_crossentropy(tgt, logits, from_logits=True)
-            return ops.sum(ce * mask)
-
-        both = real[:, 1:] * real[:, :-1]
-        total = loss(forward[:, :-1], target[:, 1:], both) + loss(
-            backward[:, 1:], target[:, :-1], both
-        )
-        mean = total / ops.maximum(ops.sum(both) * 2.0, 1.0)
-        return mean * ops.ones_like(real[:, 0])
+    def word_loss(self, pred, target):
+        return ops.sparse_categorical_crossentropy(target, pred, from_logits=True)
 
 
 def language_model(hp: dict, vectors: np.ndarray, head: str, words: int) -> keras.Model:
