@@ -107,18 +107,25 @@ def add(a, b):
     return a + b
 
 
-def main() -> None:
-    cfg = dict(DEFAULTS)
-    for item in sys.argv[1:]:
+def key_values(argv: list[str], defaults: dict) -> dict:
+    """defaults with argv's key=value items laid over, each of its default's type; a bad item
+    ends the probe with a one-line message (also benchmarks/probe_imdb_distill.py's)."""
+    cfg = dict(defaults)
+    for item in argv:
         key, _, value = item.partition("=")
-        if key not in DEFAULTS or not value:
-            raise SystemExit(f"expected key=value with a key of {sorted(DEFAULTS)}, got {item!r}")
+        if key not in defaults or not value:
+            raise SystemExit(f"expected key=value with a key of {sorted(defaults)}, got {item!r}")
         try:
-            cfg[key] = type(DEFAULTS[key])(value)
+            cfg[key] = type(defaults[key])(value)
         except ValueError:
             raise SystemExit(
-                f"{key} must be of type {type(DEFAULTS[key]).__name__}, got {value!r}"
+                f"{key} must be of type {type(defaults[key]).__name__}, got {value!r}"
             ) from None
+    return cfg
+
+
+def main() -> None:
+    cfg = key_values(sys.argv[1:], DEFAULTS)
     if cfg["vat_dropout"] not in VAT_DROPOUT:
         raise SystemExit(f"vat_dropout must be one of {sorted(VAT_DROPOUT)}")
     if (

@@ -31,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from imdb_stack import log_loss, stacked  # noqa: E402  (benchmarks/ first)
+from probe_imdb_adversarial import key_values  # noqa: E402
 
 from rnnpipe.core.errors import PipelineError  # noqa: E402
 from rnnpipe.core.vocab import Vocabulary  # noqa: E402
@@ -55,17 +56,7 @@ TEACHERS = ("rnn", "tfidf", "stack")
 
 
 def settings(argv: list[str]) -> dict:
-    cfg = dict(DEFAULTS)
-    for item in argv:
-        key, _, value = item.partition("=")
-        if key not in DEFAULTS or not value:
-            raise SystemExit(f"expected key=value with a key of {sorted(DEFAULTS)}, got {item!r}")
-        try:
-            cfg[key] = type(DEFAULTS[key])(value)
-        except ValueError:
-            raise SystemExit(
-                f"{key} must be of type {type(DEFAULTS[key]).__name__}, got {value!r}"
-            ) from None
+    cfg = key_values(argv, DEFAULTS)
     if cfg["teacher"] not in TEACHERS:
         raise SystemExit(f"teacher must be one of {', '.join(TEACHERS)}")
     if min(cfg["unsup"], cfg["epochs"], cfg["teacher_epochs"]) < 1 or cfg["hard"] not in (0, 1):
