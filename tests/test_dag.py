@@ -101,15 +101,19 @@ def test_forced_gates_leave_status_clean(tiny_pipeline, tmp_path):
 
 
 PARAM_EDITS = [
-    ("imdb.baseline.C", 1.0, {"imdb_baseline"}),
+    # the stack teacher refits the baseline's model
+    ("imdb.baseline.C", 1.0, {"imdb_baseline", "imdb_teach"}),
     ("imdb.train.epochs", 3, {"imdb_train"}),
+    ("imdb.student.epochs", 3, {"imdb_student"}),
+    ("imdb.student.unsup_reviews", 4, {"imdb_teach"}),
+    ("imdb.student.teacher", "rnn", {"imdb_teach"}),
     ("imdb.train.use_tuned", False, {"imdb_hparams"}),
     # the search fixes the model keys it does not search at train.model's values, so it
     # depends on the model section too (a searched key's value there: the hparams stage says
     # that the search decides it)
     ("imdb.train.model.units", 4, {"imdb_tune", "imdb_hparams"}),
     ("imdb.train.model.layers", 2, {"imdb_tune", "imdb_hparams"}),
-    ("imdb.train.batch_size", 4, {"imdb_train"}),
+    ("imdb.train.batch_size", 4, {"imdb_train", "imdb_student"}),
     ("imdb.tune.max_trials", 3, {"imdb_tune"}),
     ("imdb.embed.epochs", 3, {"imdb_embed"}),
     # the threshold policy is part of what register compares on
@@ -118,7 +122,11 @@ PARAM_EDITS = [
     ("imdb.check_raw.min_text_chars", 5, {"imdb_check_raw"}),
     ("imdb.vocab.max_tokens", 100, {"imdb_vocab"}),
     ("imdb.ingest.include_unsup", False, {"imdb_ingest", "imdb_check_raw"}),
-    ("imdb.encode.max_len", 20, {"imdb_encode", "imdb_check_encoded", "imdb_evaluate"}),
+    (
+        "imdb.encode.max_len",
+        20,
+        {"imdb_encode", "imdb_check_encoded", "imdb_teach", "imdb_evaluate"},
+    ),
     ("charlm.evaluate.sample_length", 10, {"charlm_evaluate"}),
     ("charlm.train.model.seq_length", 10, {"charlm_tune", "charlm_hparams"}),
     ("charlm.train.epochs", 3, {"charlm_train"}),
@@ -130,12 +138,12 @@ PARAM_EDITS = [
     ("charlm.train.feed", "windows", {"charlm_tune", "charlm_train", "charlm_compare"}),
 ]
 MODULE_EDITS = [
-    ("src/rnnpipe/imdb/baseline.py", {"imdb_baseline"}),
+    ("src/rnnpipe/imdb/baseline.py", {"imdb_baseline", "imdb_teach"}),
     # register scores a champion of other validation data as evaluate does
     ("src/rnnpipe/charlm/sampler.py", {"charlm_evaluate", "charlm_compare", "charlm_register"}),
     (
         "src/rnnpipe/imdb/metrics.py",
-        {"imdb_evaluate", "imdb_baseline", "imdb_compare", "imdb_register"},
+        {"imdb_evaluate", "imdb_baseline", "imdb_teach", "imdb_compare", "imdb_register"},
     ),
     (
         "src/rnnpipe/core/hparams.py",
@@ -143,6 +151,7 @@ MODULE_EDITS = [
             "imdb_hparams",
             "charlm_hparams",
             "imdb_train",
+            "imdb_student",
             "charlm_train",
             "imdb_compare",
             "charlm_compare",

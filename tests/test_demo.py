@@ -296,7 +296,7 @@ def test_the_demo_runs_every_stage_and_leaves_the_workspace_as_it_was(
     try:
         # every stage ran, in the copy, on the profile
         stages = list(load_stages(repo))
-        assert len(stages) == 26
+        assert len(stages) == 28
         table = dict(re.findall(r"^(\w+_\w+) +(\d+\.\d)$", out, re.M))
         assert set(table) == set(stages), out
         assert f"all {len(stages)} stages ran" in out

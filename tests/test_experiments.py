@@ -118,6 +118,36 @@ def test_a_stage_run_by_hand_with_a_missing_input_names_it(tiny_pipeline, tmp_pa
     assert proc.returncode == 1 and "data/nothing" in proc.stderr
 
 
+TEACH = [
+    "imdb",
+    "teach",
+    "data/interim/imdb/reviews.parquet",
+    "data/processed/imdb",
+    "models/imdb/model.keras",
+    "data/processed/imdb/unsup_soft.npz",
+    "reports/imdb/teach.json",
+    "reports/quality/imdb_soft_labels.json",
+]
+
+
+def test_teach_refuses_more_reviews_than_there_are_and_another_valid_split(tiny_pipeline, tmp_path):
+    repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
+    soft = (repo / "data/processed/imdb/unsup_soft.npz").read_bytes()
+    report = (repo / "reports/imdb/teach.json").read_text()
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("unsup_reviews: 8", "unsup_reviews: 11"))
+    proc = rnnpipe(repo, env, *TEACH)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "imdb.student.unsup_reviews is 11, but" in proc.stderr
+    assert "holds 10 unlabelled reviews" in proc.stderr
+    (repo / "params.yaml").write_text(params)
+    shutil.copyfile(repo / "data/processed/imdb/test.npz", repo / "data/processed/imdb/valid.npz")
+    proc = rnnpipe(repo, env, *TEACH)
+    assert proc.returncode == 1 and "is not the valid split of" in proc.stderr
+    assert (repo / "data/processed/imdb/unsup_soft.npz").read_bytes() == soft  # left as it was
+    assert (repo / "reports/imdb/teach.json").read_text() == report
+
+
 def test_register_names_what_is_missing(tiny_pipeline, tmp_path):
     repo, env = copy_pipeline(tiny_pipeline, tmp_path / "repo")
     decision = (repo / "reports/imdb/promotion.json").read_text()
@@ -143,7 +173,7 @@ def test_register_names_what_is_missing(tiny_pipeline, tmp_path):
         env,
         "imdb",
         "register",
-        "models/imdb/model.keras",
+        "models/imdb/student/model.keras",
         "reports/imdb/metrics.json",
         "data/processed/imdb/valid.npz",
         "reports/imdb/promotion.json",

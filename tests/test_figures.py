@@ -101,7 +101,7 @@ def test_log_writes_pngs_under_figures(tmp_path, copy_empty_store):
     [
         (
             "imdb-sentiment",
-            "imdb_train",
+            "imdb_student",
             {
                 "figures/roc.png",
                 "figures/precision_recall.png",

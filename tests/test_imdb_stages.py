@@ -12,7 +12,7 @@ from rnnpipe.core import hparams
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import load_params
 from rnnpipe.core.vocab import Vocabulary
-from rnnpipe.imdb import metrics, prepare
+from rnnpipe.imdb import inputs, metrics, prepare, teach
 from tests.conftest import TINY_PARAMS
 
 ROWS = [
@@ -287,3 +287,54 @@ def test_binary_metrics():
     assert m["threshold"] == 0.5 and m["n"] == 5
     assert m["roc_auc"] == pytest.approx(5 / 6)
     assert metrics.binary_metrics(np.array([1, 1]), np.array([0.6, 0.7]), 0.5)["roc_auc"] is None
+
+
+# ------------------------------------------------------------------ self-training
+
+
+def split(n, width=6, label=1):
+    return {
+        "ids": np.full((n, width), 2, np.int32),
+        "lengths": np.full(n, width, np.int32),
+        "labels": np.full(n, label, np.int8),
+    }
+
+
+def test_soft_labels_follow_the_training_reviews_as_floats():
+    soft = split(3) | {"labels": np.array([0.2, 0.9, 0.5], np.float32)}
+    both = inputs.with_soft_labels(split(2, label=1), soft, vocab_size=3)
+    assert both["ids"].shape == (5, 6) and both["lengths"].tolist() == [6] * 5
+    assert both["labels"].dtype == np.float32
+    assert both["labels"].tolist() == pytest.approx([1, 1, 0.2, 0.9, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("soft", "message"),
+    [
+        (split(2, width=5), "5 tokens wide, the training split 6: rerun the teach stage"),
+        (split(2) | {"labels": np.array([0.5, 1.5])}, "probabilities in \\[0, 1\\]"),
+        (split(2) | {"labels": np.array([0.5, np.nan])}, "probabilities in \\[0, 1\\]"),
+        (split(2) | {"ids": np.full((2, 6), 3)}, "token ids beyond the vocabulary \\(3\\)"),
+    ],
+)
+def test_soft_labels_that_do_not_fit_the_training_split_are_refused(soft, message):
+    with pytest.raises(PipelineError, match=message):
+        inputs.with_soft_labels(split(2), soft, vocab_size=3)
+
+
+def test_stack_weights_mix_logits_and_validation_chooses_the_weight():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    good = np.where(labels == 1, 0.8, 0.2)  # right, fairly sure
+    noise = rng.uniform(0.05, 0.95, 400)  # knows nothing
+    assert teach.stacked(1.0, good, noise) == pytest.approx(good)
+    assert teach.stacked(0.0, good, noise) == pytest.approx(noise)
+    assert teach.stacked(0.5, np.array([0.9]), np.array([0.1])) == pytest.approx([0.5])
+    assert teach.best_weight(labels, good, noise) >= 0.9
+    assert teach.best_weight(labels, noise, good) <= 0.1
+    # the chosen mixture is never worse on validation than either teacher alone
+    other = np.where(rng.uniform(size=400) < 0.7, good, 1 - good)
+    w = teach.best_weight(labels, noise, other)
+    mixed = teach.log_loss(labels, teach.stacked(w, noise, other))
+    assert mixed <= min(teach.log_loss(labels, noise), teach.log_loss(labels, other))
+    assert teach.scores(labels, good) == {"accuracy": 1.0, "log_loss": pytest.approx(0.2231, 1e-3)}

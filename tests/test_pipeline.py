@@ -142,18 +142,25 @@ def test_train_uses_the_hparams_file_and_logs_the_run(tiny_pipeline):
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("rnnpipe-imdb")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'imdb_train'")
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    logged = runs[0]
-    assert logged.data.params["model.units"] == str(hp["units"])
-    assert "test_accuracy" in logged.data.metrics and "valid_accuracy" in logged.data.metrics
-    assert logged.data.tags["device"].endswith("CPU")
-    assert logged.data.tags["cpu"] == machine.cpu()  # the numbers' last digits depend on it
-    inputs = {d.dataset.name.split("@")[0] for d in logged.inputs.dataset_inputs}
     expected = {"data/processed/imdb/train.npz", "data/processed/imdb/valid.npz"}
     if hp["pretrained"]:
         expected.add("models/imdb/word_vectors.npy")
-    assert inputs == expected
+    # train's model teaches; the student, trained also on its soft labels, is evaluated
+    for stage, inputs in (
+        ("imdb_train", expected),
+        ("imdb_student", expected | {"data/processed/imdb/unsup_soft.npz"}),
+    ):
+        runs = client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'")
+        assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+        logged = runs[0]
+        assert logged.data.params["model.units"] == str(hp["units"])
+        assert logged.data.tags["device"].endswith("CPU")
+        assert logged.data.tags["cpu"] == machine.cpu()  # the numbers' last digits depend on it
+        assert {d.dataset.name.split("@")[0] for d in logged.inputs.dataset_inputs} == inputs
+    assert "test_accuracy" in logged.data.metrics and "valid_accuracy" in logged.data.metrics
+    assert logged.data.params["n_unlabelled"] == str(
+        read_json(repo, "reports/imdb/teach.json")["unsup_reviews"]
+    )
 
 
 def test_registered_models_take_raw_input(tiny_pipeline):

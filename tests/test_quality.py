@@ -331,6 +331,56 @@ def test_imdb_all_padding_and_oov(tmp_path):
     }
 
 
+# ------------------------------------------------------------------ IMDb soft labels
+
+
+def soft_labelled(n=8):
+    """The teach stage's output for n reviews: ids, lengths and a teacher's probabilities."""
+    part = imdb_parts()["train"]
+    return part["ids"][:n], part["lengths"][:n], np.linspace(0.1, 0.9, n).astype(np.float32)
+
+
+def check_soft(ids, lengths, labels, rows, tmp_path):
+    table = imdb.soft_table(ids, lengths, labels, pad_id=0)
+    return runner.validate(
+        "imdb_soft_labels",
+        [runner.Table("soft_labels", table, imdb.soft_suite(rows, VOCAB, MAX_LEN), ("row",))],
+        tmp_path / "imdb_soft_labels.json",
+        data_docs=False,
+    )
+
+
+def test_soft_labels_pass_when_probabilities_of_well_formed_reviews(tmp_path):
+    assert check_soft(*soft_labelled(), 8, tmp_path)["success"]
+
+
+def test_soft_labels_out_of_range_missing_or_one_sided(tmp_path):
+    ids, lengths, labels = soft_labelled()
+    labels[2], labels[5] = 1.5, np.nan
+    msg, report = failing(check_soft, ids, lengths, labels, 8, tmp_path)
+    assert failed_descriptions(report) == {
+        "labels are probabilities in [0, 1]",
+        "no NaN label",
+    }
+    assert "row=2" in msg
+    # a teacher that calls every review negative
+    _, report = failing(check_soft, ids, lengths, np.full(8, 0.01, np.float32), 8, tmp_path)
+    assert failed_descriptions(report) == {"the mean probability is within [0.05, 0.95]"}
+
+
+def test_soft_labels_on_reviews_encoded_wrongly(tmp_path):
+    ids, lengths, labels = soft_labelled()
+    ids[1, 0] = VOCAB  # beyond the vocabulary
+    lengths[3] += 1  # `lengths` no longer counts the ids
+    msg, report = failing(check_soft, ids, lengths, labels, 9, tmp_path)
+    assert failed_descriptions(report) == {
+        f"every token id is below the vocabulary size {VOCAB}",
+        "`lengths` counts exactly the non-padding ids",
+        "9 reviews (imdb.student.unsup_reviews)",
+    }
+    assert "row=1" in msg and "row=3" in msg
+
+
 # ------------------------------------------------------------------ charlm encoded
 
 

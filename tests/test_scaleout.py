@@ -477,6 +477,7 @@ def test_dvc_push_then_pull_on_a_fresh_clone(team, tmp_path):
     assert "Data and pipelines are up to date" in status, status
     for path in (
         "models/imdb/model.keras",
+        "models/imdb/student/model.keras",
         "models/charlm/model.keras",
         "data/processed/imdb/train.npz",
         "data/interim/charlm/corpus.txt",

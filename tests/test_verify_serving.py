@@ -243,6 +243,7 @@ def test_the_served_champion_gives_the_tiny_test_accuracy_exactly(tiny_pipeline)
     assert f"labels unlike evaluate's: 0 of {metrics['n']}" in out
     # in evaluate's batches the served probabilities are evaluate's, to the last bit
     assert (
-        "max |p_served - p_evaluate|: 0 (p_evaluate recomputed from models/imdb/model.keras)" in out
+        "max |p_served - p_evaluate|: 0 (p_evaluate recomputed from "
+        "models/imdb/student/model.keras)" in out
     )
     assert out.rstrip().endswith("verify-serving: same accuracy")

@@ -22,7 +22,7 @@ would.
 
 The report: both accuracies and the number of reviews; the reviews whose label differs from
 evaluate's (reports/imdb/plots/confusion.csv); the served probability nearest the threshold;
-and, when models/imdb/model.keras is there, max |p_served - p_evaluate| with p_evaluate
+and, when models/imdb/student/model.keras is there, max |p_served - p_evaluate| with p_evaluate
 recomputed as evaluate computes it. `--limit N` serves the first N reviews only and compares
 with evaluate's accuracy on those N (from confusion.csv).
 
@@ -57,7 +57,7 @@ REVIEWS = Path("data/interim/imdb/reviews.parquet")
 TEST = Path("data/processed/imdb/test.npz")
 METRICS = Path("reports/imdb/metrics.json")
 CONFUSION = Path("reports/imdb/plots/confusion.csv")
-MODEL = Path("models/imdb/model.keras")
+MODEL = Path("models/imdb/student/model.keras")
 BATCH = 256  # rnnpipe.imdb.model.predict_proba's batch_size, in evaluate and in the pyfunc
 PER_REQUEST = MAX_REVIEWS - MAX_REVIEWS % BATCH  # whole batches, so that batches line up
 START_TIMEOUT = 300  # seconds for the server to load TensorFlow and the model
@@ -247,7 +247,7 @@ def score(url: str, texts: list[str], order: np.ndarray) -> tuple[np.ndarray, np
 
 def evaluate_proba(root: Path, n: int) -> np.ndarray | None:
     """evaluate's probabilities of the first n test reviews, recomputed as evaluate computes
-    them (the whole split, in its batches); None without models/imdb/model.keras."""
+    them (the whole split, in its batches); None without models/imdb/student/model.keras."""
     if not (root / MODEL).is_file():
         return None
     import keras

@@ -227,6 +227,69 @@ def encoded_table(
     return pd.concat(frames, ignore_index=True)
 
 
+def soft_suite(rows: int, vocab_size: int, max_len: int) -> gx.ExpectationSuite:
+    """What data/processed/imdb/unsup_soft.npz (the teach stage's) must satisfy."""
+    return gx.ExpectationSuite(
+        name="imdb_soft_labels.soft_labels",
+        expectations=[
+            gxe.ExpectTableRowCountToEqual(
+                value=rows, description=f"{rows} reviews (imdb.student.unsup_reviews)"
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="label",
+                min_value=0,
+                max_value=1,
+                description="labels are probabilities in [0, 1]",
+            ),
+            gxe.ExpectColumnValuesToNotBeNull(column="label", description="no NaN label"),
+            # a teacher that calls nearly every review positive (or negative) is broken; the
+            # bounds are loose, as the unlabelled reviews need not be balanced
+            gxe.ExpectColumnMeanToBeBetween(
+                column="label",
+                min_value=0.05,
+                max_value=0.95,
+                description="the mean probability is within [0.05, 0.95]",
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="min_id", min_value=0, description="no negative token id"
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="max_id",
+                max_value=vocab_size - 1,
+                description=f"every token id is below the vocabulary size {vocab_size}",
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="length",
+                min_value=1,
+                max_value=max_len,
+                description=f"sequence lengths are within 1 and max_len {max_len}",
+            ),
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="length",
+                column_B="tokens",
+                description="`lengths` counts exactly the non-padding ids",
+            ),
+        ],
+    )
+
+
+def soft_table(
+    ids: np.ndarray, lengths: np.ndarray, labels: np.ndarray, pad_id: int
+) -> pd.DataFrame:
+    """Per-review stats of the soft-labelled reviews (NaN labels kept as NaN)."""
+    ids = np.asarray(ids)
+    return pd.DataFrame(
+        {
+            "row": np.arange(len(ids)),
+            "label": np.asarray(labels, dtype=np.float64),
+            "length": np.asarray(lengths, dtype=np.int64),
+            "tokens": (ids != pad_id).sum(axis=1).astype(np.int64),
+            "min_id": ids.min(axis=1, initial=0).astype(np.int64),
+            "max_id": ids.max(axis=1, initial=0).astype(np.int64),
+        }
+    )
+
+
 def _load_parts(processed: Path, keys: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
     parts = {}
     for part in LABELLED:

@@ -15,7 +15,6 @@ import pandas as pd
 from rnnpipe.core import figures
 from rnnpipe.core.atomic import atomic_path, write_json
 from rnnpipe.core.commands import arg, command
-from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import Params
 from rnnpipe.imdb.inputs import read_split
 from rnnpipe.imdb.metrics import best_threshold, binary_metrics
@@ -26,17 +25,6 @@ log = logging.getLogger(__name__)
 def write_csv(path: Path, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
-
-
-def load_model(path: Path):
-    import keras
-
-    import rnnpipe.imdb.model  # noqa: F401  (registers MaskedPooling for loading)
-
-    try:
-        return keras.models.load_model(path)
-    except (OSError, ValueError) as e:
-        raise PipelineError(f"cannot load {path}: {e}") from None
 
 
 @command(
@@ -62,7 +50,7 @@ def evaluate(
 
     from rnnpipe.core import tracking
     from rnnpipe.imdb import pyfunc
-    from rnnpipe.imdb.model import predict_proba
+    from rnnpipe.imdb.model import load_model, predict_proba
 
     model = load_model(modeldir / "model.keras")
     run_id = tracking.evaluation_run("imdb", modeldir / "model.keras")  # before writing anything

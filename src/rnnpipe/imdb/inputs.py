@@ -18,6 +18,30 @@ def read_split(folder: Path, split: str) -> dict[str, np.ndarray]:
         raise PipelineError(f"cannot read encoded split {path}: {e}") from None
 
 
+def with_soft_labels(train: dict, soft: dict, vocab_size: int) -> dict[str, np.ndarray]:
+    """The training split followed by the teach stage's unlabelled reviews, their labels the
+    teacher's probabilities (floats in [0, 1]; the training labels as floats)."""
+    if soft["ids"].shape[1] != train["ids"].shape[1]:
+        raise PipelineError(
+            f"the soft-labelled reviews are {soft['ids'].shape[1]} tokens wide, the training "
+            f"split {train['ids'].shape[1]}: rerun the teach stage (dvc repro imdb_teach)"
+        )
+    labels = soft["labels"].astype("float32")
+    if not (
+        np.isfinite(labels).all() and labels.min(initial=0) >= 0 and labels.max(initial=0) <= 1
+    ):
+        raise PipelineError("soft labels must be probabilities in [0, 1]")
+    if soft["ids"].max(initial=0) >= vocab_size:
+        raise PipelineError(
+            f"soft-labelled reviews hold token ids beyond the vocabulary ({vocab_size})"
+        )
+    return {
+        "ids": np.concatenate([train["ids"], soft["ids"]]),
+        "lengths": np.concatenate([train["lengths"], soft["lengths"]]),
+        "labels": np.concatenate([train["labels"].astype("float32"), labels]),
+    }
+
+
 def dataset(
     split: dict,
     batch_size: int,

@@ -139,6 +139,14 @@ def read_vectors(path, vocab_size: int):
     return vectors.astype("float32")
 
 
+def load_model(path) -> keras.Model:
+    """A saved sentiment model (MaskedPooling, defined here, is registered by this module)."""
+    try:
+        return keras.models.load_model(path)
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"cannot load {path}: {e}") from None
+
+
 def predict_proba(model: keras.Model, ids, lengths, batch_size: int = 256):
     """Probabilities [n] in row order. Rows are batched by length, each batch cut to its longest
     review, so short reviews do not pay for the padding of long ones."""

@@ -137,6 +137,17 @@ class ImdbBaselineParams(Section):
     C: float = Field(default=4.0, gt=0)
 
 
+class ImdbStudentParams(Section):
+    # self-training: train's model (with the baseline's TF-IDF model, teacher stack) labels
+    # unsup_reviews of the unlabelled reviews with its probabilities (the teach stage), and the
+    # student, a new model of train's hyperparameters and schedule, learns from the training
+    # reviews and those soft labels together (the student stage): the model evaluated and served
+    teacher: Literal["rnn", "tfidf", "stack"] = "stack"
+    # a random subset of the unlabelled reviews (seeded), or null: all of them
+    unsup_reviews: int | None = Field(default=25_000, ge=1)
+    epochs: int = Field(default=4, ge=1)
+
+
 class ImdbParams(Section):
     download: DownloadParams
     ingest: ImdbIngestParams = ImdbIngestParams()
@@ -147,6 +158,7 @@ class ImdbParams(Section):
     embed: ImdbEmbedParams = ImdbEmbedParams()
     tune: ImdbTuneParams
     train: ImdbTrainParams
+    student: ImdbStudentParams = ImdbStudentParams()
     evaluate: ImdbEvaluateParams = ImdbEvaluateParams()
     baseline: ImdbBaselineParams = ImdbBaselineParams()
     compare: ImdbCompareParams

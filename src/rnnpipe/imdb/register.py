@@ -52,10 +52,9 @@ def scorer(valid: Path, metric: str, threshold: float | None) -> registry.Scorer
 
     def score(artifacts: dict[str, Path]) -> tuple[float, dict]:
         from rnnpipe.core.vocab import Vocabulary
-        from rnnpipe.imdb.evaluate import load_model
         from rnnpipe.imdb.inputs import read_split
         from rnnpipe.imdb.metrics import best_threshold, binary_metrics
-        from rnnpipe.imdb.model import predict_proba
+        from rnnpipe.imdb.model import load_model, predict_proba
 
         missing = {"model", "vocab", "config"} - set(artifacts)
         if missing:

@@ -1,4 +1,9 @@
-"""train: the sentiment RNN on the training split, early-stopped on the validation split."""
+"""train: the sentiment RNN on the training split, early-stopped on the validation split.
+
+With soft_labels it trains the student of self-training (`rnnpipe imdb student`, student.py):
+the same model, hyperparameters and schedule, built afresh, learning from the training reviews
+and the unlabelled reviews the teach stage labelled with its probabilities, in one stream.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,14 @@ from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
 from rnnpipe.core.saving import write_model
 from rnnpipe.core.vocab import Vocabulary
-from rnnpipe.imdb.inputs import dataset, read_split
+from rnnpipe.imdb.inputs import dataset, read_split, with_soft_labels
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(".checkpoints/imdb")
 STAGE = "imdb_train"
+STUDENT = "imdb_student"
+STUDENT_CHECKPOINTS = Path(".checkpoints/imdb_student")
 REPORT = Path("reports/imdb/train.json")
 
 
@@ -52,6 +59,7 @@ def train(
     vectors: Path,
     outdir: Path,
     report: Path = REPORT,
+    soft_labels: Path | None = None,  # the student's (student.py)
 ) -> None:
     import mlflow
 
@@ -59,10 +67,16 @@ def train(
     from rnnpipe.imdb.model import build_sentiment_model, read_vectors
 
     p = params.imdb.train
+    epochs = p.epochs if soft_labels is None else params.imdb.student.epochs
+    student = soft_labels is not None
+    stage, checkpoints = (STUDENT, STUDENT_CHECKPOINTS) if student else (STAGE, CHECKPOINTS)
     hp = hparams_file.read(hparams)
     v = Vocabulary.load(vocab)
     tr, va = read_split(processed, "train"), read_split(processed, "valid")
     max_len = tr["ids"].shape[1]
+    labelled = len(tr["ids"])
+    if student:
+        tr = with_soft_labels(tr, read_split(soft_labels.parent, soft_labels.stem), len(v))
     weights = read_vectors(vectors, len(v)) if hp.get("pretrained") else None
     training.set_seed(params.seed)
     model = build_sentiment_model(hp, len(v), weights)
@@ -71,15 +85,14 @@ def train(
     )
     n = training.batches(train_ds)
     progress.announce(
-        "imdb train",
-        f"up to {p.epochs} epochs of {n} batches (batch "
-        f"{p.batch_size}, {len(tr['ids']):,} reviews)",
+        "imdb student" if student else "imdb train",
+        f"up to {epochs} epochs of {n} batches (batch {p.batch_size}, {len(tr['ids']):,} reviews)",
         report,
         count="epochs",
     )
     run_settings = {
         "batch_size": p.batch_size,
-        "epochs": p.epochs,
+        "epochs": epochs,
         "patience": p.patience,
         "crop": p.crop,
         "crop_min_tokens": p.crop_min_tokens,
@@ -92,8 +105,11 @@ def train(
         "data": tracking.file_sha256(processed / "train.npz"),
         "vectors": tracking.file_sha256(vectors) if weights is not None else None,
     }
-    resume_id = training.resumable_run_id(CHECKPOINTS, settings)
-    with tracking.train_run("imdb", STAGE, "imdb-train", resume_id) as run:
+    if student:
+        settings["soft_labels"] = tracking.file_sha256(soft_labels)
+    resume_id = training.resumable_run_id(checkpoints, settings)
+    run_name = stage.replace("_", "-")
+    with tracking.train_run("imdb", stage, run_name, resume_id) as run:
         if resume_id is None:
             mlflow.log_params(
                 tracking.flatten({"seed": params.seed, "train": run_settings, "model": hp})
@@ -101,7 +117,8 @@ def train(
             mlflow.log_params(
                 {
                     "vocab_size": len(v),
-                    "n_train": len(tr["ids"]),
+                    "n_train": labelled,
+                    "n_unlabelled": len(tr["ids"]) - labelled,
                     "n_valid": len(va["ids"]),
                     "max_len": max_len,
                 }
@@ -114,17 +131,20 @@ def train(
             )
             if weights is not None:
                 tracking.log_data({str(vectors): vectors}, context="pretraining")
+            if student:
+                tracking.log_data({str(soft_labels): soft_labels}, context="self-training")
         t, timings = time.perf_counter(), []
         model, history = training.fit(
             model,
             train_ds,
             dataset(va, p.batch_size, max_len),
-            epochs=p.epochs,
+            epochs=epochs,
             patience=p.patience,
-            checkpoint_dir=CHECKPOINTS,
+            checkpoint_dir=checkpoints,
             settings=settings,
             run_id=run.info.run_id,
-            snapshots=outdir / "epochs",  # the compare stage's recurrent row reads them
+            # the compare stage's recurrent row reads train's
+            snapshots=None if student else outdir / "epochs",
             timings=timings,
             callbacks=[tracking.MlflowMetrics(), *training.schedule(hp)],
         )
@@ -139,4 +159,4 @@ def train(
         write_json(outdir / "history.json", history)
         write_json(report, training.report(history, n, p.batch_size, seconds, timings))
         log.info("run %s: best val_loss %.4f", run.info.run_id, min(h["val_loss"] for h in history))
-    training.clear_checkpoints(CHECKPOINTS)
+    training.clear_checkpoints(checkpoints)
