@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = ROOT / "tests" / "params_tiny.yaml"
 BIN = Path(sys.executable).parent  # the virtualenv's bin/: rnnpipe, dvc, mlflow
 
+# MLflow's usage telemetry sets and unsets a variable in os.environ from a thread of its own,
+# which can break another thread iterating os.environ (urllib's proxy lookup: KeyError
+# '_MLFLOW_TELEMETRY_SESSION_ID', seen in test_scaleout); the tests send none, nor do the
+# processes they start, which inherit this
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
 # Coverage of subprocesses (`make test`: coverage's patch = subprocess) costs 2-3 s of CPU in
 # every Python process it starts in, most of it while TensorFlow or DVC imports. Only the
 # `rnnpipe` processes run the code it measures: dvc, mlflow and moto run without it, and the

@@ -305,7 +305,7 @@ def test_the_demo_runs_every_stage_and_leaves_the_workspace_as_it_was(
         assert set(yaml.safe_load((copy / "dvc.lock").read_text())["stages"]) == set(stages)
         assert not (copy / ".dvc/cache/files").exists()  # --no-commit: nothing cached
         assert re.search(
-            r"^imdb: +test accuracy 0\.\d{4} \(40 reviews\); TF-IDF baseline "
+            r"^imdb: +test accuracy [01]\.\d{4} \(40 reviews\); TF-IDF baseline "
             r"\d\.\d{4}; registered imdb-sentiment-demo version 1 \(champion\)$",
             out,
             re.M,

@@ -585,9 +585,8 @@ def test_imdb_champion_from_another_validation_set_is_scored_on_the_challengers(
     on B, as its own encoding of B's reviews would feed it, the champion gets 0.8, so the
     challenger takes the alias; a third version on B is compared on the recorded numbers."""
     from rnnpipe.imdb import register as imdb_register
-    from rnnpipe.imdb.evaluate import load_model
     from rnnpipe.imdb.metrics import best_threshold, binary_metrics
-    from rnnpipe.imdb.model import predict_proba
+    from rnnpipe.imdb.model import load_model, predict_proba
     from rnnpipe.imdb.words import encode_texts
 
     tmp = store[0] / request.node.name

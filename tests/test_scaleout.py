@@ -36,6 +36,11 @@ def on_the_stack(test):
 
 
 PROJECTS = {"imdb": "imdb-sentiment", "charlm": "mysterious-island-charlm"}
+# the stage that trains the model each project evaluates and registers, and its folder
+EVALUATED = {
+    "imdb": ("imdb_student", "models/imdb/student"),
+    "charlm": ("charlm_train", "models/charlm"),
+}
 REMOTE = "team"
 # a runner that cannot reach the tracking server gives up after 2 retries a fraction of a
 # second apart, not MLflow's default 7 with exponential backoff (about 4 minutes)
@@ -358,18 +363,19 @@ def test_runs_and_registry_in_postgres(team):
     # artifacts go through the server's proxy: the runners never see the bucket
     assert all(loc.startswith("mlflow-artifacts:") for loc in experiments.values())
     for project, model_name in PROJECTS.items():
-        # train: one finished run, tagged with the model file's SHA-256
+        # train (imdb: the student): one finished run, tagged with the model's SHA-256
+        stage, folder = EVALUATED[project]
         train_runs = sql(
             "select r.run_uuid, r.status from runs r join tags t on t.run_uuid = r.run_uuid "
             "where t.key = 'stage' and t.value = %s",
-            (f"{project}_train",),
+            (stage,),
         )
         assert [status for _, status in train_runs] == ["FINISHED"]
         run_id = train_runs[0][0]
         (digest,) = sql(
             "select value from tags where run_uuid = %s and key = 'model_sha256'", (run_id,)
         )[0]
-        assert digest == sha256(team.repo / "models" / project / "model.keras")
+        assert digest == sha256(team.repo / folder / "model.keras")
         # evaluate logged its metrics into that run
         metrics = {
             k for (k,) in sql("select key from latest_metrics where run_uuid = %s", (run_id,))
@@ -413,12 +419,12 @@ def test_artifacts_in_the_bucket(team):
         model_files = [k for k in keys if f"/models/{model_id}/artifacts/" in k]
         assert any(k.endswith("/MLmodel") for k in model_files), keys[:20]
         assert any(k.endswith("/model.keras") for k in model_files), model_files
-        # the bucket holds the very file train wrote
+        # the bucket holds the very file train (imdb: the student) wrote
         key = next(k for k in model_files if k.endswith("/model.keras"))
         body = (
             team.stack.s3.client().get_object(Bucket=team.stack.s3.bucket, Key=key)["Body"].read()
         )
-        assert body == (team.repo / "models" / project / "model.keras").read_bytes()
+        assert body == (team.repo / EVALUATED[project][1] / "model.keras").read_bytes()
         run_id = json.loads((team.repo / "reports" / project / "promotion.json").read_text())[
             "run_id"
         ]
