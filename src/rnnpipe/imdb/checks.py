@@ -153,33 +153,51 @@ def raw_table(reviews: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _sequence_expectations(vocab_size: int, max_len: int) -> list:
+    """The expectations on encoded reviews, over the columns of _sequence_stats."""
+    return [
+        gxe.ExpectColumnValuesToBeBetween(
+            column="min_id", min_value=0, description="no negative token id"
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="max_id",
+            max_value=vocab_size - 1,
+            description=f"every token id is below the vocabulary size {vocab_size}",
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="length",
+            min_value=0,
+            max_value=max_len,
+            description=f"sequence lengths are within max_len {max_len}",
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="tokens", min_value=1, description="no sequence is all padding"
+        ),
+        gxe.ExpectColumnPairValuesToBeEqual(
+            column_A="length",
+            column_B="tokens",
+            description="`lengths` counts exactly the non-padding ids",
+        ),
+    ]
+
+
+def _sequence_stats(ids: np.ndarray, lengths: np.ndarray, pad_id: int) -> dict:
+    """Per-review columns of right-padded `ids` and their `lengths`: length, tokens (non-padding
+    ids), min_id, max_id."""
+    return {
+        "length": np.asarray(lengths, dtype=np.int64),
+        "tokens": (ids != pad_id).sum(axis=1).astype(np.int64),
+        "min_id": ids.min(axis=1).astype(np.int64),
+        "max_id": ids.max(axis=1).astype(np.int64),
+    }
+
+
 def encoded_suite(p: ImdbCheckEncodedParams, vocab_size: int, max_len: int) -> gx.ExpectationSuite:
     """What data/processed/imdb/{train,valid,test}.npz must satisfy (one row per review)."""
     return gx.ExpectationSuite(
         name="imdb_encoded.sequences",
         expectations=[
-            gxe.ExpectColumnValuesToBeBetween(
-                column="min_id", min_value=0, description="no negative token id"
-            ),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="max_id",
-                max_value=vocab_size - 1,
-                description=f"every token id is below the vocabulary size {vocab_size}",
-            ),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="length",
-                min_value=0,
-                max_value=max_len,
-                description=f"sequence lengths are within max_len {max_len}",
-            ),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="tokens", min_value=1, description="no sequence is all padding"
-            ),
-            gxe.ExpectColumnPairValuesToBeEqual(
-                column_A="length",
-                column_B="tokens",
-                description="`lengths` counts exactly the non-padding ids",
-            ),
+            *_sequence_expectations(vocab_size, max_len),
             gxe.ExpectColumnValuesToBeInSet(
                 column="label", value_set=[0, 1], description="labels are 0 or 1"
             ),
@@ -214,10 +232,7 @@ def encoded_table(
                     "split": split,
                     "row": np.arange(n),
                     "label": np.asarray(arrays["labels"], dtype=np.int64),
-                    "length": np.asarray(arrays["lengths"], dtype=np.int64),
-                    "tokens": tokens.astype(np.int64),
-                    "min_id": ids.min(axis=1).astype(np.int64),
-                    "max_id": ids.max(axis=1).astype(np.int64),
+                    **_sequence_stats(ids, arrays["lengths"], pad_id),
                     # each review's OOV tokens over all tokens of its split:
                     # sums to the split's rate
                     "oov_share": oov / max(int(tokens.sum()), 1),
@@ -250,25 +265,7 @@ def soft_suite(rows: int, vocab_size: int, max_len: int) -> gx.ExpectationSuite:
                 max_value=0.95,
                 description="the mean probability is within [0.05, 0.95]",
             ),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="min_id", min_value=0, description="no negative token id"
-            ),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="max_id",
-                max_value=vocab_size - 1,
-                description=f"every token id is below the vocabulary size {vocab_size}",
-            ),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="length",
-                min_value=1,
-                max_value=max_len,
-                description=f"sequence lengths are within 1 and max_len {max_len}",
-            ),
-            gxe.ExpectColumnPairValuesToBeEqual(
-                column_A="length",
-                column_B="tokens",
-                description="`lengths` counts exactly the non-padding ids",
-            ),
+            *_sequence_expectations(vocab_size, max_len),
         ],
     )
 
@@ -282,10 +279,7 @@ def soft_table(
         {
             "row": np.arange(len(ids)),
             "label": np.asarray(labels, dtype=np.float64),
-            "length": np.asarray(lengths, dtype=np.int64),
-            "tokens": (ids != pad_id).sum(axis=1).astype(np.int64),
-            "min_id": ids.min(axis=1, initial=0).astype(np.int64),
-            "max_id": ids.max(axis=1, initial=0).astype(np.int64),
+            **_sequence_stats(ids, lengths, pad_id),
         }
     )
 
