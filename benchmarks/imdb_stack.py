@@ -19,21 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from imdb_short_texts import baseline, load_reviews, windows  # noqa: E402  (benchmarks/ first)
 
-EPS = 1e-7
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPS, 1 - EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-def stacked(w: float, p_rnn: np.ndarray, p_tfidf: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-(w * logit(p_rnn) + (1 - w) * logit(p_tfidf))))
-
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+from rnnpipe.imdb.teach import best_weight, log_loss, stacked  # noqa: E402  (the teach stage's stack)
 
 
 def main() -> None:
@@ -64,10 +50,9 @@ def main() -> None:
 
     y_valid = split["valid"]["label"].to_numpy().astype(int)
     valid = both(split["valid"]["text"])
-    grid = np.round(np.arange(0, 1.0001, 0.05), 2)
-    losses = [log_loss(y_valid, stacked(w, *valid)) for w in grid]
-    w = float(grid[int(np.argmin(losses))])
-    print(f"w = {w} (RNN's weight; validation log loss {min(losses):.4f})", file=sys.stderr)
+    w = best_weight(y_valid, *valid)
+    loss = log_loss(y_valid, stacked(w, *valid))
+    print(f"w = {w} (RNN's weight; validation log loss {loss:.4f})", file=sys.stderr)
 
     drawn = split["test"].sample(min(args.n, len(split["test"])), random_state=args.seed)
     sets = {"whole test split": (split["test"]["text"], split["test"]["label"])}

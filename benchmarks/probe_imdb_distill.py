@@ -30,7 +30,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from imdb_stack import log_loss, stacked  # noqa: E402  (benchmarks/ first)
 from probe_imdb_adversarial import key_values  # noqa: E402
 
 from rnnpipe.core.errors import PipelineError  # noqa: E402
@@ -40,6 +39,7 @@ from rnnpipe.imdb.inputs import dataset, read_split  # noqa: E402
 from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors  # noqa: E402
 from rnnpipe.imdb.params import ImdbBaselineParams  # noqa: E402
 from rnnpipe.imdb.prepare import read_reviews  # noqa: E402
+from rnnpipe.imdb.teach import best_weight, log_loss, stacked  # noqa: E402
 from rnnpipe.imdb.words import encode_texts  # noqa: E402
 
 DEFAULTS = dict(
@@ -128,8 +128,7 @@ def main() -> None:
             clf.predict_proba(vec.transform(plain_text(raw[s])))[:, 1] for s in ("valid", "unsup")
         )
     if cfg["teacher"] == "stack":
-        grid = np.round(np.arange(0, 1.0001, 0.05), 2)
-        w = min(grid, key=lambda w: log_loss(va["labels"], stacked(w, p["rnn"][0], p["tfidf"][0])))
+        w = best_weight(va["labels"], p["rnn"][0], p["tfidf"][0])
         teacher = tuple(stacked(w, p["rnn"][i], p["tfidf"][i]) for i in (0, 1))
         print(f"teacher stack: RNN weight {w}", flush=True)
     else:
