@@ -7,8 +7,10 @@ teacher=rnn: the train stage's model, trained here first on the labelled reviews
 its figures are the plain model's). teacher=tfidf: the baseline stage's TF-IDF + logistic
 regression, fit on the training reviews. teacher=stack: both, their logits mixed with the
 weight best on validation (benchmarks/imdb_stack.py), a teacher 0.9 points above either alone
-on test. The teacher RNN's probabilities are kept in `cache` (an .npz), so other students reuse
-them. Run in a workspace where the pipeline has run through imdb_encode and imdb_embed:
+on test. teacher=nbsvm / nbstack: the same with the teach stage's NBSVM for
+the TF-IDF model. The teacher RNN's probabilities are kept in `cache` (an .npz), so other
+students reuse them. Run in a workspace where the pipeline has run through imdb_encode and
+imdb_embed:
 
     python benchmarks/probe_imdb_distill.py teacher=stack
     python benchmarks/probe_imdb_distill.py teacher=tfidf unsup=25000 epochs=3
@@ -34,10 +36,10 @@ from probe_imdb_adversarial import key_values  # noqa: E402
 
 from rnnpipe.core.errors import PipelineError  # noqa: E402
 from rnnpipe.core.vocab import Vocabulary  # noqa: E402
-from rnnpipe.imdb.baseline import fit, plain_text  # noqa: E402
+from rnnpipe.imdb.baseline import fit, fit_nbsvm, plain_text  # noqa: E402
 from rnnpipe.imdb.inputs import dataset, read_split  # noqa: E402
 from rnnpipe.imdb.model import build_sentiment_model, predict_proba, read_vectors  # noqa: E402
-from rnnpipe.imdb.params import ImdbBaselineParams  # noqa: E402
+from rnnpipe.imdb.params import ImdbBaselineParams, ImdbNbsvmParams  # noqa: E402
 from rnnpipe.imdb.prepare import read_reviews  # noqa: E402
 from rnnpipe.imdb.teach import best_weight, log_loss, stacked  # noqa: E402
 from rnnpipe.imdb.words import encode_texts  # noqa: E402
@@ -46,29 +48,38 @@ DEFAULTS = dict(
     teacher="stack",
     unsup=50000,  # unlabelled reviews the student reads (a random subset when fewer)
     hard=0,  # 1: the teacher's labels at 0.5 instead of its probabilities
+    init="scratch",  # teacher: the student starts from the teacher RNN's weights
+    skip=0,  # the student's learning rate starts at lr x lr_decay^skip
     epochs=4,
     teacher_epochs=4,
     seed=42,
     data="data/processed/imdb",
     cache="models/imdb/distill_teacher.npz",
 )
-TEACHERS = ("rnn", "tfidf", "stack")
+TEACHERS = ("rnn", "tfidf", "stack", "nbsvm", "nbstack")
 
 
 def settings(argv: list[str]) -> dict:
     cfg = key_values(argv, DEFAULTS)
     if cfg["teacher"] not in TEACHERS:
         raise SystemExit(f"teacher must be one of {', '.join(TEACHERS)}")
+    if cfg["init"] not in ("scratch", "teacher") or cfg["skip"] < 0:
+        raise SystemExit("init must be scratch or teacher, skip at least 0")
+    if cfg["init"] == "teacher" and cfg["teacher"] in ("tfidf", "nbsvm"):
+        raise SystemExit("init=teacher needs the teacher RNN (teacher=rnn or stack)")
     if min(cfg["unsup"], cfg["epochs"], cfg["teacher_epochs"]) < 1 or cfg["hard"] not in (0, 1):
         raise SystemExit("unsup, epochs and teacher_epochs must be at least 1, hard 0 or 1")
     return cfg
 
 
-def train(model, split: dict, batch: int, hp: dict, epochs: int, seed: int, report) -> None:
-    """The train stage's schedule: lr x lr_decay^epoch, bucketed shuffled batches."""
+def train(
+    model, split: dict, batch: int, hp: dict, epochs: int, seed: int, report, skip: int = 0
+) -> None:
+    """The train stage's schedule: lr x lr_decay^(skip + epoch), bucketed shuffled batches."""
     data = dataset(split, batch, split["ids"].shape[1], seed=seed)
     for epoch in range(epochs):
-        model.optimizer.learning_rate.assign(hp["learning_rate"] * hp["lr_decay"] ** epoch)
+        rate = hp["learning_rate"] * hp["lr_decay"] ** (skip + epoch)
+        model.optimizer.learning_rate.assign(rate)
         data.set_epoch(epoch)
         model.fit(data, epochs=1, verbose=0)
         report(epoch + 1)
@@ -105,10 +116,12 @@ def main() -> None:
 
     # the teacher's probabilities on valid (to mix the stack) and on the unlabelled reviews
     p = {}
-    if cfg["teacher"] in ("rnn", "stack"):
+    if cfg["teacher"] in ("rnn", "stack", "nbstack"):
         key = f"seed{cfg['seed']}_epochs{cfg['teacher_epochs']}"
         cached = np.load(cfg["cache"]) if os.path.exists(cfg["cache"]) else {}
-        if f"{key}_unsup" in cached:
+        # the teacher RNN's weights, the student's start with init=teacher
+        saved = cfg["cache"].replace(".npz", f"_{key}.weights.h5")
+        if f"{key}_unsup" in cached and (cfg["init"] == "scratch" or os.path.exists(saved)):
             p["rnn"] = (cached[f"{key}_valid"], cached[f"{key}_unsup"])
             print(f"teacher rnn: from {cfg['cache']} ({key})", flush=True)
         else:
@@ -121,15 +134,21 @@ def main() -> None:
             )
             kept = {k: cached[k] for k in cached} | {f"{key}_valid": p["rnn"][0]}
             np.savez(cfg["cache"], **kept, **{f"{key}_unsup": p["rnn"][1]})
+            model.save_weights(saved)
     if cfg["teacher"] in ("tfidf", "stack"):
         labels = reviews.loc[reviews["split"] == "train", "label"].to_numpy().astype(int)
         vec, clf = fit(ImdbBaselineParams(**params["baseline"]), plain_text(raw["train"]), labels)
         p["tfidf"] = tuple(
             clf.predict_proba(vec.transform(plain_text(raw[s])))[:, 1] for s in ("valid", "unsup")
         )
-    if cfg["teacher"] == "stack":
-        w = best_weight(va["labels"], p["rnn"][0], p["tfidf"][0])
-        teacher = tuple(stacked(w, p["rnn"][i], p["tfidf"][i]) for i in (0, 1))
+    if cfg["teacher"] in ("nbsvm", "nbstack"):
+        labels = reviews.loc[reviews["split"] == "train", "label"].to_numpy().astype(int)
+        predict = fit_nbsvm(ImdbNbsvmParams(), plain_text(raw["train"]), labels)
+        p["nbsvm"] = tuple(predict(plain_text(raw[s])) for s in ("valid", "unsup"))
+    if cfg["teacher"] in ("stack", "nbstack"):
+        linear = "tfidf" if cfg["teacher"] == "stack" else "nbsvm"
+        w = best_weight(va["labels"], p["rnn"][0], p[linear][0])
+        teacher = tuple(stacked(w, p["rnn"][i], p[linear][i]) for i in (0, 1))
         print(f"teacher stack: RNN weight {w}", flush=True)
     else:
         teacher = p[cfg["teacher"]]
@@ -148,8 +167,14 @@ def main() -> None:
     }
     keras.utils.set_random_seed(cfg["seed"])
     student = build_sentiment_model(hp, vocab_size, vectors)
-    label = f"student of {cfg['teacher']} (unsup={len(rows)} hard={cfg['hard']})"
-    train(student, both, batch, hp, cfg["epochs"], cfg["seed"], scores(student, label))
+    if cfg["init"] == "teacher":
+        student.load_weights(saved)
+    label = (
+        f"student of {cfg['teacher']} (unsup={len(rows)} hard={cfg['hard']} init={cfg['init']}"
+        f" skip={cfg['skip']})"
+    )
+    report = scores(student, label)
+    train(student, both, batch, hp, cfg["epochs"], cfg["seed"], report, skip=cfg["skip"])
 
 
 if __name__ == "__main__":

@@ -101,8 +101,8 @@ def test_forced_gates_leave_status_clean(tiny_pipeline, tmp_path):
 
 
 PARAM_EDITS = [
-    # the stack teacher refits the baseline's model
-    ("imdb.baseline.C", 1.0, {"imdb_baseline", "imdb_teach"}),
+    ("imdb.baseline.C", 1.0, {"imdb_baseline"}),
+    ("imdb.student.nbsvm.C", 1.0, {"imdb_teach"}),
     ("imdb.train.epochs", 3, {"imdb_train"}),
     ("imdb.student.epochs", 3, {"imdb_student"}),
     ("imdb.student.unsup_reviews", 4, {"imdb_teach"}),

@@ -12,7 +12,8 @@ from rnnpipe.core import hparams
 from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import load_params
 from rnnpipe.core.vocab import Vocabulary
-from rnnpipe.imdb import inputs, metrics, prepare, teach
+from rnnpipe.imdb import baseline, inputs, metrics, prepare, teach
+from rnnpipe.imdb.params import ImdbNbsvmParams
 from tests.conftest import TINY_PARAMS
 
 ROWS = [
@@ -338,3 +339,20 @@ def test_stack_weights_mix_logits_and_validation_chooses_the_weight():
     mixed = teach.log_loss(labels, teach.stacked(w, noise, other))
     assert mixed <= min(teach.log_loss(labels, noise), teach.log_loss(labels, other))
     assert teach.scores(labels, good) == {"accuracy": 1.0, "log_loss": pytest.approx(0.2231, 1e-3)}
+
+
+def test_nbsvm_weighs_each_ngram_by_its_log_count_ratio():
+    text = pd.Series(["a good film", "good fun", "a bad film", "bad acting", "good", "bad"])
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    predict = baseline.fit_nbsvm(ImdbNbsvmParams(min_df=1, C=1.0), text, labels)
+    good, bad, film, unseen = predict(pd.Series(["good", "bad", "a film", "zebra"]))
+    assert good > 0.5 > bad
+    # "a", "film" and "a film" are in one positive and one negative review: ratio 0, no weight
+    assert film == pytest.approx(unseen) and film == pytest.approx(0.5, abs=0.05)
+    # the same fit twice gives the same probabilities (the teach stage's output is a DVC out)
+    again = baseline.fit_nbsvm(ImdbNbsvmParams(min_df=1, C=1.0), text, labels)
+    assert np.array_equal(again(text), predict(text))
+    # min_df drops the n-grams of fewer reviews: "fun" and "acting" (one review each) say nothing
+    predict = baseline.fit_nbsvm(ImdbNbsvmParams(min_df=2), text, labels)
+    fun, acting = predict(pd.Series(["fun", "acting"]))
+    assert fun == pytest.approx(acting)

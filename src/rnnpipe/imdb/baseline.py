@@ -1,5 +1,5 @@
 """baseline: TF-IDF (word n-grams) + logistic regression on the same splits, the bar every RNN
-must beat."""
+must beat. Also NBSVM, the linear half of self-training's stack teacher (teach.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rnnpipe.core.atomic import write_json
 from rnnpipe.core.commands import arg, command
 from rnnpipe.core.params import Params
 from rnnpipe.imdb.metrics import binary_metrics
-from rnnpipe.imdb.params import ImdbBaselineParams
+from rnnpipe.imdb.params import ImdbBaselineParams, ImdbNbsvmParams
 from rnnpipe.imdb.prepare import SPLITS, read_reviews
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,24 @@ def baseline(params: Params, reviews: Path, out: Path) -> None:
 def plain_text(text: pd.Series) -> pd.Series:
     """Reviews with their HTML line breaks as spaces."""
     return text.str.replace("<br />", " ", regex=False)
+
+
+def fit_nbsvm(p: ImdbNbsvmParams, text: pd.Series, labels: np.ndarray):
+    """NBSVM with logistic regression (Wang & Manning 2012): binary word n-gram features, each
+    scaled by log(its share of the positive reviews' features / its share of the negative
+    reviews'), add-one smoothed. Returns texts -> probabilities of positive."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = CountVectorizer(ngram_range=(1, p.ngram_max), min_df=p.min_df, binary=True)
+    x = vec.fit_transform(text)
+    pos = np.asarray(x[labels == 1].sum(axis=0)).ravel() + 1.0
+    neg = np.asarray(x[labels == 0].sum(axis=0)).ravel() + 1.0
+    ratio = sparse.diags(np.log(pos / pos.sum()) - np.log(neg / neg.sum()))
+    clf = LogisticRegression(C=p.C, max_iter=2000, solver="liblinear", random_state=0)
+    clf.fit(x @ ratio, labels)
+    return lambda texts: clf.predict_proba(vec.transform(texts) @ ratio)[:, 1]
 
 
 def fit(p: ImdbBaselineParams, text: pd.Series, labels: np.ndarray):

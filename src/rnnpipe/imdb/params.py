@@ -137,12 +137,22 @@ class ImdbBaselineParams(Section):
     C: float = Field(default=4.0, gt=0)
 
 
+class ImdbNbsvmParams(Section):
+    # NBSVM (Wang & Manning 2012): binary word 1..ngram_max-grams seen in min_df training
+    # reviews, each scaled by its naive Bayes log-count ratio, then logistic regression
+    ngram_max: int = Field(default=3, ge=1)
+    min_df: int = Field(default=2, ge=1)
+    C: float = Field(default=0.3, gt=0)
+
+
 class ImdbStudentParams(Section):
-    # self-training: train's model (with the baseline's TF-IDF model, teacher stack) labels
-    # unsup_reviews of the unlabelled reviews with its probabilities (the teach stage), and the
-    # student, a new model of train's hyperparameters and schedule, learns from the training
-    # reviews and those soft labels together (the student stage): the model evaluated and served
-    teacher: Literal["rnn", "tfidf", "stack"] = "stack"
+    # self-training: train's model (with an NBSVM model fit on the training reviews, teacher
+    # stack) labels unsup_reviews of the unlabelled reviews with its probabilities (the teach
+    # stage), and the student, a new model of train's hyperparameters and schedule, learns from
+    # the training reviews and those soft labels together (the student stage): the model
+    # evaluated and served
+    teacher: Literal["rnn", "nbsvm", "stack"] = "stack"
+    nbsvm: ImdbNbsvmParams = ImdbNbsvmParams()
     # a random subset of the unlabelled reviews (seeded), or null: all of them
     unsup_reviews: int | None = Field(default=25_000, ge=1)
     epochs: int = Field(default=4, ge=1)

@@ -2,10 +2,12 @@
 the unlabelled reviews with its probability that the review is positive:
 
 - rnn: the train stage's model;
-- tfidf: the baseline stage's TF-IDF + logistic regression, fit here on the training reviews;
-- stack: both, logit = w x RNN's + (1 - w) x TF-IDF's, with the w of the lowest validation log
+- nbsvm: NBSVM (binary word n-grams scaled by naive Bayes log-count ratios, logistic
+  regression; baseline.fit_nbsvm), fit here on the training reviews;
+- stack: both, logit = w x RNN's + (1 - w) x NBSVM's, with the w of the lowest validation log
   loss. The two disagree where neither is sure, and their mixture is right more often than
-  either (benchmarks/README.md, "Self-training").
+  either (benchmarks/README.md, "Self-training"). NBSVM's validation log loss is 0.250 against
+  the baseline stage's TF-IDF model's 0.289, and so is its stack's: 0.218 against 0.230.
 
 The reviews are encoded as encode encodes the splits, checked by a Great Expectations gate and
 written, ids, lengths and the probabilities as labels, for the student stage (`rnnpipe imdb
@@ -27,7 +29,7 @@ from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import Params
 from rnnpipe.core.vocab import Vocabulary
 from rnnpipe.imdb import words
-from rnnpipe.imdb.baseline import fit, plain_text
+from rnnpipe.imdb.baseline import fit_nbsvm, plain_text
 from rnnpipe.imdb.checks import soft_suite, soft_table
 from rnnpipe.imdb.inputs import read_split
 from rnnpipe.imdb.prepare import read_reviews
@@ -43,9 +45,9 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def stacked(weight: float, rnn: np.ndarray, tfidf: np.ndarray) -> np.ndarray:
-    """The probability whose logit is weight x rnn's + (1 - weight) x tfidf's."""
-    return 1 / (1 + np.exp(-(weight * logit(rnn) + (1 - weight) * logit(tfidf))))
+def stacked(weight: float, rnn: np.ndarray, linear: np.ndarray) -> np.ndarray:
+    """The probability whose logit is weight x rnn's + (1 - weight) x linear's."""
+    return 1 / (1 + np.exp(-(weight * logit(rnn) + (1 - weight) * logit(linear))))
 
 
 def log_loss(labels: np.ndarray, p: np.ndarray) -> float:
@@ -53,10 +55,10 @@ def log_loss(labels: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
 
 
-def best_weight(labels: np.ndarray, rnn: np.ndarray, tfidf: np.ndarray) -> float:
-    """The RNN's weight in WEIGHTS with the lowest log loss on (labels, rnn, tfidf); the first
+def best_weight(labels: np.ndarray, rnn: np.ndarray, linear: np.ndarray) -> float:
+    """The RNN's weight in WEIGHTS with the lowest log loss on (labels, rnn, linear); the first
     of equals."""
-    losses = [log_loss(labels, stacked(w, rnn, tfidf)) for w in WEIGHTS]
+    losses = [log_loss(labels, stacked(w, rnn, linear)) for w in WEIGHTS]
     return float(WEIGHTS[int(np.argmin(losses))])
 
 
@@ -118,17 +120,16 @@ def teach(
             predict_proba(rnn, x, length).astype("float64")
             for x, length in ((valid["ids"], valid["lengths"]), (ids, lengths))
         )
-    if p.teacher in ("tfidf", "stack"):
+    if p.teacher in ("nbsvm", "stack"):
         train = df[df["split"] == "train"]
-        vec, clf = fit(params.imdb.baseline, plain_text(train["text"]), train["label"].to_numpy())
-        probs["tfidf"] = tuple(
-            clf.predict_proba(vec.transform(plain_text(t)))[:, 1]
-            for t in (df.loc[df["split"] == "valid", "text"], unsup["text"])
+        predict = fit_nbsvm(p.nbsvm, plain_text(train["text"]), train["label"].to_numpy())
+        probs["nbsvm"] = tuple(
+            predict(plain_text(t)) for t in (df.loc[df["split"] == "valid", "text"], unsup["text"])
         )
     result = {"teacher": p.teacher, "unsup_reviews": n}
     if p.teacher == "stack":
-        w = best_weight(labels, probs["rnn"][0], probs["tfidf"][0])
-        probs["stack"] = tuple(stacked(w, probs["rnn"][i], probs["tfidf"][i]) for i in (0, 1))
+        w = best_weight(labels, probs["rnn"][0], probs["nbsvm"][0])
+        probs["stack"] = tuple(stacked(w, probs["rnn"][i], probs["nbsvm"][i]) for i in (0, 1))
         result["rnn_weight"] = w
     result["valid"] = {name: scores(labels, pv) for name, (pv, _) in probs.items()}
     soft = probs[p.teacher][1].astype("float32")
