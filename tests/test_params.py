@@ -85,6 +85,9 @@ def _set(*keys, value):
             "imdb.ingest.valid_fraction",
             "less than 1",
         ),
+        # the teacher named before NBSVM took the TF-IDF model's place, and NBSVM's C
+        (_set("imdb", "student", "teacher", value="tfidf"), "imdb.student.teacher", "'nbsvm'"),
+        (_set("imdb", "student", "nbsvm", "C", value=0), "imdb.student.nbsvm.C", "greater than 0"),
         (
             _set("imdb", "train", "model", "cell", value="Attention"),
             "imdb.train.model.cell",
