@@ -135,14 +135,13 @@ def main() -> None:
             kept = {k: cached[k] for k in cached} | {f"{key}_valid": p["rnn"][0]}
             np.savez(cfg["cache"], **kept, **{f"{key}_unsup": p["rnn"][1]})
             model.save_weights(saved)
+    labels = reviews.loc[reviews["split"] == "train", "label"].to_numpy().astype(int)
     if cfg["teacher"] in ("tfidf", "stack"):
-        labels = reviews.loc[reviews["split"] == "train", "label"].to_numpy().astype(int)
         vec, clf = fit(ImdbBaselineParams(**params["baseline"]), plain_text(raw["train"]), labels)
         p["tfidf"] = tuple(
             clf.predict_proba(vec.transform(plain_text(raw[s])))[:, 1] for s in ("valid", "unsup")
         )
     if cfg["teacher"] in ("nbsvm", "nbstack"):
-        labels = reviews.loc[reviews["split"] == "train", "label"].to_numpy().astype(int)
         predict = fit_nbsvm(ImdbNbsvmParams(), plain_text(raw["train"]), labels)
         p["nbsvm"] = tuple(predict(plain_text(raw[s])) for s in ("valid", "unsup"))
     if cfg["teacher"] in ("stack", "nbstack"):

@@ -18,6 +18,7 @@ Mesnil et al. 2014), with C given.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -33,8 +34,6 @@ DEFAULTS = dict(seed=42, teacher_epochs=4, cache="models/imdb/distill_teacher.np
 
 
 def main() -> None:
-    import sys
-
     cfg = key_values(sys.argv[1:], DEFAULTS)
     params = yaml.safe_load(open("params.yaml"))["imdb"]
     reviews = read_reviews("data/interim/imdb/reviews.parquet")
@@ -44,8 +43,9 @@ def main() -> None:
     rnn = np.load(cfg["cache"])[f"seed{cfg['seed']}_epochs{cfg['teacher_epochs']}_valid"]
 
     def tfidf(ngram_max: int, max_features):
-        p = ImdbBaselineParams(**params["baseline"] | {"ngram_max": ngram_max})
-        p = p.model_copy(update={"max_features": max_features})
+        p = ImdbBaselineParams(
+            **params["baseline"] | {"ngram_max": ngram_max, "max_features": max_features}
+        )
         vec, clf = fit(p, text["train"], y["train"])
         return lambda t: clf.predict_proba(vec.transform(t))[:, 1]
 
