@@ -47,6 +47,7 @@ from rnnpipe.imdb.words import encode_texts  # noqa: E402
 DEFAULTS = dict(
     teacher="stack",
     unsup=50000,  # unlabelled reviews the student reads (a random subset when fewer)
+    resample=0,  # 1: a fresh subset of `unsup` of the 50,000 each epoch (seeded by the epoch)
     hard=0,  # 1: the teacher's labels at 0.5 instead of its probabilities
     init="scratch",  # teacher: the student starts from the teacher RNN's weights
     skip=0,  # the student's learning rate starts at lr x lr_decay^skip
@@ -69,17 +70,24 @@ def settings(argv: list[str]) -> dict:
         raise SystemExit("init=teacher needs the teacher RNN (teacher=rnn or stack)")
     if min(cfg["unsup"], cfg["epochs"], cfg["teacher_epochs"]) < 1 or cfg["hard"] not in (0, 1):
         raise SystemExit("unsup, epochs and teacher_epochs must be at least 1, hard 0 or 1")
+    if cfg["resample"] not in (0, 1):
+        raise SystemExit("resample must be 0 or 1")
     return cfg
 
 
 def train(
-    model, split: dict, batch: int, hp: dict, epochs: int, seed: int, report, skip: int = 0
+    model, split, batch: int, hp: dict, epochs: int, seed: int, report, skip: int = 0
 ) -> None:
-    """The train stage's schedule: lr x lr_decay^(skip + epoch), bucketed shuffled batches."""
-    data = dataset(split, batch, split["ids"].shape[1], seed=seed)
+    """The train stage's schedule: lr x lr_decay^(skip + epoch), bucketed shuffled batches.
+    `split` is a dict of arrays, or a function of the epoch that returns one (resample=1)."""
+    if not callable(split):
+        data = dataset(split, batch, split["ids"].shape[1], seed=seed)
     for epoch in range(epochs):
         rate = hp["learning_rate"] * hp["lr_decay"] ** (skip + epoch)
         model.optimizer.learning_rate.assign(rate)
+        if callable(split):
+            part = split(epoch)
+            data = dataset(part, batch, part["ids"].shape[1], seed=seed)
         data.set_epoch(epoch)
         model.fit(data, epochs=1, verbose=0)
         report(epoch + 1)
@@ -154,23 +162,28 @@ def main() -> None:
     acc = float(np.mean((teacher[0] > 0.5) == va["labels"]))
     print(f"teacher {cfg['teacher']}: val_acc {acc:.4f}", flush=True)
 
-    rng = np.random.default_rng(cfg["seed"])
-    rows = np.sort(rng.permutation(len(u_ids))[: cfg["unsup"]])
-    soft = teacher[1][rows]
-    if cfg["hard"]:
-        soft = (soft > 0.5).astype("float64")
-    both = {
-        "ids": np.concatenate([tr["ids"], u_ids[rows]]),
-        "lengths": np.concatenate([tr["lengths"], u_len[rows]]),
-        "labels": np.concatenate([tr["labels"].astype("float64"), soft]),
-    }
+    def subset(epoch: int | None) -> dict:
+        """The training reviews and `unsup` soft-labelled ones: a subset fixed by the seed, or
+        with resample=1 drawn afresh for each epoch."""
+        key = cfg["seed"] if epoch is None else [cfg["seed"], epoch]
+        rows = np.sort(np.random.default_rng(key).permutation(len(u_ids))[: cfg["unsup"]])
+        soft = teacher[1][rows]
+        if cfg["hard"]:
+            soft = (soft > 0.5).astype("float64")
+        return {
+            "ids": np.concatenate([tr["ids"], u_ids[rows]]),
+            "lengths": np.concatenate([tr["lengths"], u_len[rows]]),
+            "labels": np.concatenate([tr["labels"].astype("float64"), soft]),
+        }
+
+    both = subset if cfg["resample"] else subset(None)
     keras.utils.set_random_seed(cfg["seed"])
     student = build_sentiment_model(hp, vocab_size, vectors)
     if cfg["init"] == "teacher":
         student.load_weights(saved)
     label = (
-        f"student of {cfg['teacher']} (unsup={len(rows)} hard={cfg['hard']} init={cfg['init']}"
-        f" skip={cfg['skip']})"
+        f"student of {cfg['teacher']} (unsup={min(cfg['unsup'], len(u_ids))}"
+        f" resample={cfg['resample']} hard={cfg['hard']} init={cfg['init']} skip={cfg['skip']})"
     )
     report = scores(student, label)
     train(student, both, batch, hp, cfg["epochs"], cfg["seed"], report, skip=cfg["skip"])
