@@ -13,7 +13,7 @@ from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import load_params
 from rnnpipe.core.vocab import Vocabulary
 from rnnpipe.imdb import baseline, inputs, metrics, prepare, teach
-from rnnpipe.imdb.params import ImdbNbsvmParams
+from rnnpipe.imdb.params import ImdbBaselineParams, ImdbNbsvmParams
 from tests.conftest import TINY_PARAMS
 
 ROWS = [
@@ -356,3 +356,18 @@ def test_nbsvm_weighs_each_ngram_by_its_log_count_ratio():
     predict = baseline.fit_nbsvm(ImdbNbsvmParams(min_df=2), text, labels)
     fun, acting = predict(pd.Series(["fun", "acting"]))
     assert fun == pytest.approx(acting)
+
+
+@pytest.mark.parametrize(
+    "fit, params, key",
+    [
+        (baseline.fit_nbsvm, ImdbNbsvmParams(min_df=7), "imdb.student.nbsvm.min_df"),
+        (baseline.fit, ImdbBaselineParams(min_df=7), "imdb.baseline.min_df"),
+    ],
+)
+def test_a_min_df_above_the_reviews_names_its_params_key(fit, params, key):
+    # scikit-learn's ValueError ("max_df corresponds to < documents than min_df") says neither
+    # which section nor which review count: the stage's one-line error says both
+    text = pd.Series(["a good film", "good fun", "a bad film", "bad acting", "good", "bad"])
+    with pytest.raises(PipelineError, match=rf"{key} is 7: .* 6 training reviews"):
+        fit(params, text, np.array([1, 1, 0, 0, 1, 0]))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from rnnpipe.core.atomic import write_json
 from rnnpipe.core.commands import arg, command
+from rnnpipe.core.errors import PipelineError
 from rnnpipe.core.params import Params
 from rnnpipe.imdb.metrics import binary_metrics
 from rnnpipe.imdb.params import ImdbBaselineParams, ImdbNbsvmParams
@@ -50,7 +51,21 @@ def plain_text(text: pd.Series) -> pd.Series:
     return text.str.replace("<br />", " ", regex=False)
 
 
-def fit_nbsvm(p: ImdbNbsvmParams, text: pd.Series, labels: np.ndarray):
+def features(vec, text: pd.Series, key: str):
+    """vec fit on text and its matrix of text, or a PipelineError that names the params
+    section (key) when min_df leaves no n-gram: scikit-learn's own message does not."""
+    try:
+        return vec.fit_transform(text)
+    except ValueError as e:
+        raise PipelineError(
+            f"{key}.min_df is {vec.min_df}: no n-gram is in that many of the {len(text)} training "
+            f"reviews; lower it (scikit-learn: {e})"
+        ) from e
+
+
+def fit_nbsvm(
+    p: ImdbNbsvmParams, text: pd.Series, labels: np.ndarray, key: str = "imdb.student.nbsvm"
+):
     """NBSVM with logistic regression (Wang & Manning 2012): binary word n-gram features, each
     scaled by log(its share of the positive reviews' features / its share of the negative
     reviews'), add-one smoothed. Returns texts -> probabilities of positive."""
@@ -59,7 +74,7 @@ def fit_nbsvm(p: ImdbNbsvmParams, text: pd.Series, labels: np.ndarray):
     from sklearn.linear_model import LogisticRegression
 
     vec = CountVectorizer(ngram_range=(1, p.ngram_max), min_df=p.min_df, binary=True)
-    x = vec.fit_transform(text)
+    x = features(vec, text, key)
     pos = np.asarray(x[labels == 1].sum(axis=0)).ravel() + 1.0
     neg = np.asarray(x[labels == 0].sum(axis=0)).ravel() + 1.0
     ratio = sparse.diags(np.log(pos / pos.sum()) - np.log(neg / neg.sum()))
@@ -68,7 +83,7 @@ def fit_nbsvm(p: ImdbNbsvmParams, text: pd.Series, labels: np.ndarray):
     return lambda texts: clf.predict_proba(vec.transform(texts) @ ratio)[:, 1]
 
 
-def fit(p: ImdbBaselineParams, text: pd.Series, labels: np.ndarray):
+def fit(p: ImdbBaselineParams, text: pd.Series, labels: np.ndarray, key: str = "imdb.baseline"):
     """The TF-IDF vectorizer (word 1..ngram_max-grams) and the logistic regression on its
     features, fit on (text, labels)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -81,5 +96,5 @@ def fit(p: ImdbBaselineParams, text: pd.Series, labels: np.ndarray):
         sublinear_tf=True,
     )
     clf = LogisticRegression(C=p.C, max_iter=1000, solver="liblinear")
-    clf.fit(vec.fit_transform(text), labels)
+    clf.fit(features(vec, text, key), labels)
     return vec, clf

@@ -154,7 +154,7 @@ class ImdbStudentParams(Section):
     teacher: Literal["rnn", "nbsvm", "stack"] = "stack"
     nbsvm: ImdbNbsvmParams = ImdbNbsvmParams()
     # a random subset of the unlabelled reviews (seeded), or null: all of them
-    unsup_reviews: int | None = Field(default=25_000, ge=1)
+    unsup_reviews: int | None = Field(default=None, ge=1)
     epochs: int = Field(default=4, ge=1)
 
 
