@@ -102,3 +102,28 @@ def test_maxmean_pools_both_and_ignores_padding():
     np.testing.assert_allclose(
         np.asarray(model(np.pad(ids, ((0, 0), (0, 5))))), p, rtol=1e-5, atol=1e-6
     )
+
+
+def test_training_accuracy_reads_soft_labels_by_their_side_of_one_half(tmp_path):
+    # the student learns from a teacher's probabilities: its "accuracy" must say how often the
+    # model agrees with them, not how often a probability equals 0 or 1
+    keras.utils.set_random_seed(0)
+    model = build_sentiment_model(_hp(), VOCAB)
+    ids, _ = _ids()
+    p = np.asarray(model(ids)).reshape(-1)
+    agree = np.where(p > 0.5, 0.9, 0.1).astype("float32")  # soft labels on the model's side
+    hard = (p > 0.5).astype("float32")
+    for labels, want in ((agree, 1.0), (1 - agree, 0.0), (hard, 1.0), (1 - hard, 0.0)):
+        got = model.evaluate(ids, labels, verbose=0, return_dict=True)["accuracy"]
+        assert got == pytest.approx(want)
+    # hard labels: the same as Keras' BinaryAccuracy, on a mix of right and wrong
+    mixed = hard.copy()
+    mixed[0] = 1 - mixed[0]
+    keras_acc = keras.metrics.BinaryAccuracy()
+    keras_acc.update_state(mixed, p)
+    got = model.evaluate(ids, mixed, verbose=0, return_dict=True)["accuracy"]
+    assert got == pytest.approx(float(keras_acc.result())) == pytest.approx(2 / 3)
+    # and the compiled metric survives saving and loading
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.evaluate(ids, 1 - agree, verbose=0, return_dict=True)["accuracy"] == 0.0

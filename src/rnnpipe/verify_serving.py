@@ -252,7 +252,7 @@ def evaluate_proba(root: Path, n: int) -> np.ndarray | None:
         return None
     import keras
 
-    import rnnpipe.imdb.model  # noqa: F401  (registers MaskedPooling for loading)
+    import rnnpipe.imdb.model  # noqa: F401  (registers MaskedPooling and side_agreement for loading)
     from rnnpipe.imdb.inputs import read_split
     from rnnpipe.imdb.model import predict_proba
 

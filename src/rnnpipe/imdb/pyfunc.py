@@ -43,7 +43,7 @@ class Sentiment(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import keras
 
-        import rnnpipe.imdb.model  # noqa: F401  (registers MaskedPooling for loading)
+        import rnnpipe.imdb.model  # noqa: F401  (registers MaskedPooling and side_agreement for loading)
         from rnnpipe.core.vocab import Vocabulary
         from rnnpipe.imdb.served_tokens import ServedEncoder
 
