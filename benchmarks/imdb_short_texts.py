@@ -1,6 +1,7 @@
 """How the sentiment models read short texts (issue 26, goal 2): accuracy on windows of the
 test reviews (their first or last K words), on the test reviews that are short anyway, and on
-whole reviews, for each served model folder given and the TF-IDF baseline.
+whole reviews, for each served model folder given and the TF-IDF baseline (`--split valid`:
+the validation reviews instead, the ones to choose on).
 
 IMDb's reviews are long (230 words on average); a user sends a sentence. The windows keep their
 review's label, so they are noisy (a review's first words may say nothing of its verdict): the
@@ -70,6 +71,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="which test reviews are drawn")
     ap.add_argument("--words", type=int, nargs="+", default=[8, 16, 32, 64])
     ap.add_argument("--short", type=int, default=60, help="a short review: fewer words")
+    ap.add_argument(
+        "--split", choices=("test", "valid"), default="test", help="whose reviews are cut"
+    )
     args = ap.parse_args()
     missing = [str(m) for m in args.models if not (m / "MLmodel").is_file()]
     if missing:
@@ -77,12 +81,13 @@ def main() -> None:
     if args.n < 1 or min(args.words) < 1 or args.short < 1:
         sys.exit("imdb_short_texts: --n, --words and --short must be at least 1")
     df = load_reviews(args.reviews, "imdb_short_texts")
-    test = df[df["split"] == "test"].reset_index(drop=True)
-    drawn = test.sample(min(args.n, len(test)), random_state=args.seed).reset_index(drop=True)
-    short = test[test["text"].str.split().map(len) < args.short].reset_index(drop=True)
+    reviews = df[df["split"] == args.split].reset_index(drop=True)
+    drawn = reviews.sample(min(args.n, len(reviews)), random_state=args.seed)
+    drawn = drawn.reset_index(drop=True)
+    short = reviews[reviews["text"].str.split().map(len) < args.short].reset_index(drop=True)
     sets = {
         **{k: (v, drawn["label"]) for k, v in windows(drawn["text"], args.words).items()},
-        f"test reviews under {args.short} words": (short["text"], short["label"]),
+        f"{args.split} reviews under {args.short} words": (short["text"], short["label"]),
     }
 
     import mlflow

@@ -107,6 +107,8 @@ PARAM_EDITS = [
     ("imdb.student.epochs", 3, {"imdb_student"}),
     ("imdb.student.unsup_reviews", 4, {"imdb_teach"}),
     ("imdb.student.teacher", "rnn", {"imdb_teach"}),
+    ("imdb.student.windows", False, {"imdb_teach"}),
+    ("imdb.student.window_min_words", 2, {"imdb_teach"}),
     ("imdb.train.use_tuned", False, {"imdb_hparams"}),
     # the search fixes the model keys it does not search at train.model's values, so it
     # depends on the model section too (a searched key's value there: the hparams stage says

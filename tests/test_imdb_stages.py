@@ -341,6 +341,28 @@ def test_stack_weights_mix_logits_and_validation_chooses_the_weight():
     assert teach.scores(labels, good) == {"accuracy": 1.0, "log_loss": pytest.approx(0.2231, 1e-3)}
 
 
+def test_windows_are_runs_of_each_texts_words_of_log_uniform_length():
+    long = " ".join(f"w{i}" for i in range(200))
+    texts = [long] * 400 + ["one two  three", "a b c d", "  "]
+    cut = teach.windows(texts, 4, np.random.default_rng(7))
+    assert cut == teach.windows(texts, 4, np.random.default_rng(7))  # a function of the seed
+    assert cut != teach.windows(texts, 4, np.random.default_rng(8))
+    # texts of at most min_words words stay whole (white space made single)
+    assert cut[-3:] == ["one two three", "a b c d", ""]
+    sizes = []
+    for window in cut[:400]:
+        words = window.split()
+        first = int(words[0][1:])
+        assert words == [f"w{i}" for i in range(first, first + len(words))]  # consecutive
+        sizes.append(len(words))
+    assert min(sizes) >= 4 and max(sizes) <= 200
+    # log-uniform in [4, 200]: half the windows under sqrt(4 x 201), about 28 words; some whole
+    assert 0.4 < np.mean(np.array(sizes) < 28) < 0.6
+    assert max(sizes) > 150
+    starts = [int(w.split()[0][1:]) for w in cut[:400]]
+    assert min(starts) == 0 and max(starts) > 150  # anywhere in the text
+
+
 def test_nbsvm_weighs_each_ngram_by_its_log_count_ratio():
     text = pd.Series(["a good film", "good fun", "a bad film", "bad acting", "good", "bad"])
     labels = np.array([1, 1, 0, 0, 1, 0])

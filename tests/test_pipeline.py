@@ -158,9 +158,15 @@ def test_train_uses_the_hparams_file_and_logs_the_run(tiny_pipeline):
         assert logged.data.tags["cpu"] == machine.cpu()  # the numbers' last digits depend on it
         assert {d.dataset.name.split("@")[0] for d in logged.inputs.dataset_inputs} == inputs
     assert "test_accuracy" in logged.data.metrics and "valid_accuracy" in logged.data.metrics
-    assert logged.data.params["n_unlabelled"] == str(
-        read_json(repo, "reports/imdb/teach.json")["unsup_reviews"]
-    )
+    taught = read_json(repo, "reports/imdb/teach.json")
+    # the tiny profile labels a window of each unlabelled review too (imdb.student.windows)
+    assert taught["windows"]["count"] == taught["unsup_reviews"]
+    assert set(taught["valid_windows"]) == {"rnn", "nbsvm", "stack"}
+    n = taught["unsup_reviews"]
+    with np.load(repo / "data/processed/imdb/unsup_soft.npz") as soft:
+        assert len(soft["labels"]) == 2 * n
+        assert soft["lengths"][n:].mean() < soft["lengths"][:n].mean()  # windows are shorter
+    assert logged.data.params["n_unlabelled"] == str(2 * n)  # the student reads both
 
 
 def test_registered_models_take_raw_input(tiny_pipeline):

@@ -1,6 +1,7 @@
 """Data quality gates: each suite passes on good tiny data and names the expectation that
 breaks on data broken the way it guards against; each check logs an MLflow run of its own."""
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -340,11 +341,12 @@ def soft_labelled(n=8):
     return part["ids"][:n], part["lengths"][:n], np.linspace(0.1, 0.9, n).astype(np.float32)
 
 
-def check_soft(ids, lengths, labels, rows, tmp_path):
+def check_soft(ids, lengths, labels, rows, tmp_path, windows=False):
     table = imdb.soft_table(ids, lengths, labels, pad_id=0)
+    suite = imdb.soft_suite(rows, VOCAB, MAX_LEN, windows)
     return runner.validate(
         "imdb_soft_labels",
-        [runner.Table("soft_labels", table, imdb.soft_suite(rows, VOCAB, MAX_LEN), ("row",))],
+        [runner.Table("soft_labels", table, suite, ("row",))],
         tmp_path / "imdb_soft_labels.json",
         data_docs=False,
     )
@@ -352,6 +354,16 @@ def check_soft(ids, lengths, labels, rows, tmp_path):
 
 def test_soft_labels_pass_when_probabilities_of_well_formed_reviews(tmp_path):
     assert check_soft(*soft_labelled(), 8, tmp_path)["success"]
+
+
+def test_soft_labels_with_windows_hold_a_window_of_each_review(tmp_path):
+    # 4 reviews and a window of each: 8 rows
+    assert check_soft(*soft_labelled(), 4, tmp_path, windows=True)["success"]
+    with_windows = functools.partial(check_soft, windows=True)
+    msg, report = failing(with_windows, *soft_labelled(), 8, tmp_path)
+    assert failed_descriptions(report) == {
+        "8 reviews (imdb.student.unsup_reviews) and a window of each (imdb.student.windows)"
+    }
 
 
 def test_soft_labels_out_of_range_missing_or_one_sided(tmp_path):

@@ -242,14 +242,18 @@ def encoded_table(
     return pd.concat(frames, ignore_index=True)
 
 
-def soft_suite(rows: int, vocab_size: int, max_len: int) -> gx.ExpectationSuite:
-    """What data/processed/imdb/unsup_soft.npz (the teach stage's) must satisfy."""
+def soft_suite(
+    reviews: int, vocab_size: int, max_len: int, windows: bool = False
+) -> gx.ExpectationSuite:
+    """What data/processed/imdb/unsup_soft.npz (the teach stage's) must satisfy: `reviews`
+    rows, then as many windows when `windows`."""
+    rows = f"{reviews} reviews (imdb.student.unsup_reviews)"
+    if windows:
+        rows += " and a window of each (imdb.student.windows)"
     return gx.ExpectationSuite(
         name="imdb_soft_labels.soft_labels",
         expectations=[
-            gxe.ExpectTableRowCountToEqual(
-                value=rows, description=f"{rows} reviews (imdb.student.unsup_reviews)"
-            ),
+            gxe.ExpectTableRowCountToEqual(value=reviews * (2 if windows else 1), description=rows),
             gxe.ExpectColumnValuesToBeBetween(
                 column="label",
                 min_value=0,

@@ -155,6 +155,10 @@ class ImdbStudentParams(Section):
     nbsvm: ImdbNbsvmParams = ImdbNbsvmParams()
     # a random subset of the unlabelled reviews (seeded), or null: all of them
     unsup_reviews: int | None = Field(default=None, ge=1)
+    # each of those reviews also gives one window of its words, labelled by the teacher itself
+    # (length log-uniform from window_min_words to the review's): short texts for the student
+    windows: bool = False
+    window_min_words: int = Field(default=4, ge=1)
     epochs: int = Field(default=4, ge=1)
 
 

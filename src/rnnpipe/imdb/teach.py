@@ -9,9 +9,16 @@ the unlabelled reviews with its probability that the review is positive:
   either (benchmarks/README.md, "Self-training"). NBSVM's validation log loss is 0.250 against
   the baseline stage's TF-IDF model's 0.289, and so is its stack's: 0.218 against 0.230.
 
-The reviews are encoded as encode encodes the splits, checked by a Great Expectations gate and
-written, ids, lengths and the probabilities as labels, for the student stage (`rnnpipe imdb
-train --soft-labels`). Validation chooses the weight; test is never read.
+With `imdb.student.windows`, each of those reviews also gives one window of its words (its
+length log-uniform between `window_min_words` and the review's, its start uniform, seeded), and
+the teacher labels the window itself: a window that says nothing of the verdict gets a
+probability near 0.5, one that does a confident one. So the student also learns to read short
+texts, which the served model is sent, without the noise of a window that keeps its review's
+label (`imdb.train.crop`; benchmarks/README.md, "Short texts labelled by the teacher").
+
+The reviews (then the windows) are encoded as encode encodes the splits, checked by a Great
+Expectations gate and written, ids, lengths and the probabilities as labels, for the student
+stage. Validation chooses the weight; test is never read.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from rnnpipe.core import gx as runner
 from rnnpipe.core.atomic import atomic_path, write_json
@@ -60,6 +68,25 @@ def best_weight(labels: np.ndarray, rnn: np.ndarray, linear: np.ndarray) -> floa
     of equals."""
     losses = [log_loss(labels, stacked(w, rnn, linear)) for w in WEIGHTS]
     return float(WEIGHTS[int(np.argmin(losses))])
+
+
+def windows(texts, min_words: int, rng: np.random.Generator) -> list[str]:
+    """One window of consecutive words of each text (words split at white space, joined by
+    one space): its length log-uniform in [min_words, n], its start uniform; a text of at most
+    min_words words is kept whole. Two draws from `rng` per longer text."""
+    out = []
+    for text in texts:
+        split = text.split()
+        n = len(split)
+        if n <= min_words:
+            out.append(" ".join(split))
+            continue
+        u = rng.random(2)
+        size = int(np.exp(np.log(min_words) + u[0] * (np.log(n + 1) - np.log(min_words))))
+        size = min(max(size, min_words), n)
+        start = min(int(u[1] * (n - size + 1)), n - size)
+        out.append(" ".join(split[start : start + size]))
+    return out
 
 
 def scores(labels: np.ndarray, p: np.ndarray) -> dict:
@@ -111,35 +138,56 @@ def teach(
             f"{processed / 'valid.npz'} is not the valid split of {reviews}: rerun encode"
         )
 
-    probs = {}  # teacher -> (validation probabilities, unlabelled ones)
+    # what the teachers read: the validation reviews (to choose the stack's weight), the
+    # unlabelled ones, then, with windows, a window of each of those in the same order
+    texts = [df.loc[df["split"] == "valid", "text"], unsup["text"]]
+    encoded = [(valid["ids"], valid["lengths"]), (ids, lengths)]
+    if p.windows:
+        rng = np.random.default_rng(params.seed)
+        for text in texts[:2]:
+            cut = windows(plain_text(text), p.window_min_words, rng)
+            texts.append(pd.Series(cut))
+            encoded.append(words.encode_texts(cut, vocab, e.max_len, e.truncate))
+
+    probs = {}  # teacher -> its probabilities of each of `texts`
     if p.teacher in ("rnn", "stack"):
         from rnnpipe.imdb.model import load_model, predict_proba
 
         rnn = load_model(model)
-        probs["rnn"] = tuple(
-            predict_proba(rnn, x, length).astype("float64")
-            for x, length in ((valid["ids"], valid["lengths"]), (ids, lengths))
-        )
+        probs["rnn"] = [predict_proba(rnn, x, size).astype("float64") for x, size in encoded]
     if p.teacher in ("nbsvm", "stack"):
         train = df[df["split"] == "train"]
         predict = fit_nbsvm(p.nbsvm, plain_text(train["text"]), train["label"].to_numpy())
-        probs["nbsvm"] = tuple(
-            predict(plain_text(t)) for t in (df.loc[df["split"] == "valid", "text"], unsup["text"])
-        )
+        probs["nbsvm"] = [predict(plain_text(t)) for t in texts]
     result = {"teacher": p.teacher, "unsup_reviews": n}
     if p.teacher == "stack":
         w = best_weight(labels, probs["rnn"][0], probs["nbsvm"][0])
-        probs["stack"] = tuple(stacked(w, probs["rnn"][i], probs["nbsvm"][i]) for i in (0, 1))
+        probs["stack"] = [
+            stacked(w, r, b) for r, b in zip(probs["rnn"], probs["nbsvm"], strict=True)
+        ]
         result["rnn_weight"] = w
-    result["valid"] = {name: scores(labels, pv) for name, (pv, _) in probs.items()}
+    result["valid"] = {name: scores(labels, pv[0]) for name, pv in probs.items()}
     soft = probs[p.teacher][1].astype("float32")
+    if p.windows:
+        # against each window's review's label: noisy (a window may say nothing of it), but
+        # the same noise for every teacher
+        result["valid_windows"] = {name: scores(labels, pv[2]) for name, pv in probs.items()}
+        window_soft = probs[p.teacher][3].astype("float32")
+        result["windows"] = {
+            "count": len(window_soft),
+            "mean_tokens": round(float(encoded[3][1].mean()), 2),
+            "confident": round(float(np.mean((window_soft < 0.1) | (window_soft > 0.9))), 6),
+        }
+        ids = np.concatenate([ids, encoded[3][0]])
+        lengths = np.concatenate([lengths, encoded[3][1]])
+        soft = np.concatenate([soft, window_soft])
     result["soft_labels"] = {
         "mean": round(float(soft.mean()), 6),
         "confident": round(float(np.mean((soft < 0.1) | (soft > 0.9))), 6),  # share
     }
 
     table = soft_table(ids, lengths, soft, vocab.pad_id)
-    suite = soft_suite(n, len(vocab), e.max_len)
+    suite = soft_suite(n, len(vocab), e.max_len, p.windows)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, ids=ids, lengths=lengths, labels=soft)
