@@ -110,6 +110,16 @@ def _set(*keys, value):
             "greater than or equal to 0",
         ),
         (
+            _set("imdb", "student", "windows", value="perhaps"),
+            "imdb.student.windows",
+            "valid boolean",
+        ),
+        (
+            _set("imdb", "student", "window_min_words", value=0),
+            "imdb.student.window_min_words",
+            "greater than or equal to 1",
+        ),
+        (
             _set("imdb", "evaluate", "threshold", value=1.0),
             "imdb.evaluate.threshold",
             "less than 1",
