@@ -96,6 +96,11 @@ def scores(labels: np.ndarray, p: np.ndarray) -> dict:
     }
 
 
+def confident(p: np.ndarray) -> float:
+    """The share of probabilities below 0.1 or above 0.9."""
+    return round(float(np.mean((p < 0.1) | (p > 0.9))), 6)
+
+
 @command(
     "imdb",
     "teach",
@@ -176,14 +181,14 @@ def teach(
         result["windows"] = {
             "count": len(window_soft),
             "mean_tokens": round(float(encoded[3][1].mean()), 2),
-            "confident": round(float(np.mean((window_soft < 0.1) | (window_soft > 0.9))), 6),
+            "confident": confident(window_soft),
         }
         ids = np.concatenate([ids, encoded[3][0]])
         lengths = np.concatenate([lengths, encoded[3][1]])
         soft = np.concatenate([soft, window_soft])
     result["soft_labels"] = {
         "mean": round(float(soft.mean()), 6),
-        "confident": round(float(np.mean((soft < 0.1) | (soft > 0.9))), 6),  # share
+        "confident": confident(soft),
     }
 
     table = soft_table(ids, lengths, soft, vocab.pad_id)
