@@ -168,6 +168,36 @@ def test_epoch_decay_sets_each_epochs_learning_rate():
     assert seen == pytest.approx([0.0025])
 
 
+def test_warmup_rises_over_the_first_epochs_start_then_decays_per_epoch():
+    from rnnpipe.charlm.warmup import WarmUp, schedule, warmup_batches
+    from rnnpipe.core.training import EpochDecay
+
+    assert [warmup_batches(s, 156) for s in (0.0, 0.5, 1.0, 0.001)] == [0, 78, 156, 1]
+    (plain,) = schedule({"learning_rate": 0.01, "lr_decay": 0.5}, 0.0, 4)
+    assert type(plain) is EpochDecay  # no warm-up: train's schedule as before
+    assert schedule({"learning_rate": 0.01}, 0.0, 4) == []
+    (warm,) = schedule({"learning_rate": 0.01, "lr_decay": 0.5}, 0.5, 4)
+    assert isinstance(warm, WarmUp) and warm.batches == 2
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    x = np.zeros((8, 2), "float32")  # 4 batches of 2 an epoch
+    model.fit(x, x[:, :1], batch_size=2, epochs=2, verbose=0, callbacks=[warm, Record()])
+    # batch b of the first 2 gets 0.01 x (b + 1) / 2; the second epoch is decayed only
+    assert seen == pytest.approx([0.005, 0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005])
+    # a resumed run that starts at epoch 1 gets no warm-up
+    seen.clear()
+    model.fit(
+        x, x[:, :1], batch_size=2, initial_epoch=1, epochs=2, verbose=0, callbacks=[warm, Record()]
+    )
+    assert seen == pytest.approx([0.005] * 4)
+
+
 class _Stream:
     def __init__(self, tty):
         self.tty = tty

@@ -67,7 +67,7 @@ def compare(
 ) -> None:
     import keras
 
-    from rnnpipe.charlm import sampler
+    from rnnpipe.charlm import sampler, warmup
     from rnnpipe.core import training
 
     c, feed_kind = params.charlm.compare, params.charlm.train.feed
@@ -104,6 +104,7 @@ def compare(
                 "backend": keras.backend.backend(),
                 "train.feed": feed_kind,
                 "train.batch_size": c.batch_size,
+                "train.warmup": params.charlm.train.warmup,
             }
             result = report.from_train(model, train_epochs, train_report, c, wanted)
         if result is None:
@@ -121,7 +122,16 @@ def compare(
                     "feed": feed_kind,
                     "vocab": len(v),
                 },
-                callbacks=[*feed.callbacks, *training.schedule(hp)],
+                # train's warm-up for both rows: the same schedule, and the recurrent row
+                # is then train's first epochs when it runs there
+                callbacks=[
+                    *feed.callbacks,
+                    *warmup.schedule(
+                        hp,
+                        params.charlm.train.warmup,
+                        training.batches(feed.fit_kwargs["x"], c.batch_size),
+                    ),
+                ],
                 **kwargs,
             )
         # the evaluate stage's protocol: each part read as one stream from its start

@@ -45,6 +45,7 @@ def train(
     import keras
     import mlflow
 
+    from rnnpipe.charlm import warmup
     from rnnpipe.core import tracking, training
 
     p = params.charlm.train
@@ -67,6 +68,7 @@ def train(
         "batch_size": p.batch_size,
         "epochs": p.epochs,
         "patience": p.patience,
+        "warmup": p.warmup,
     }
     settings = {
         "train": run_settings,
@@ -113,7 +115,7 @@ def train(
             callbacks=[
                 *feed.callbacks,
                 tracking.MlflowMetrics(transform=bits),
-                *training.schedule(hp),
+                *warmup.schedule(hp, p.warmup, n),
             ],
             **kwargs,
         )
