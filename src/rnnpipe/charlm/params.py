@@ -129,7 +129,7 @@ class CharlmTrainParams(Section):
     patience: int = Field(default=1, ge=0)
     # share of the first epoch over which the learning rate rises linearly to its value
     # (batch b of n gets rate x (b + 1) / n); 0: none. Train and both compare rows use it
-    warmup: float = Field(default=0.0, ge=0, le=1)
+    warmup: float = Field(default=0.5, ge=0, le=1)
 
 
 class CharlmEvaluateParams(Section):
