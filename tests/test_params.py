@@ -98,6 +98,17 @@ def _set(*keys, value):
             "charlm.download.timeout_s",
             "greater than 0",
         ),
+        # the warm-up is a share of the first epoch
+        (
+            _set("charlm", "train", "warmup", value=1.5),
+            "charlm.train.warmup",
+            "less than or equal to 1",
+        ),
+        (
+            _set("charlm", "train", "warmup", value=-0.1),
+            "charlm.train.warmup",
+            "greater than or equal to 0",
+        ),
         (_set("seed", value=[1, 2]), "seed", "valid integer"),
         (
             _set("imdb", "ingest", "group_by_movie", value="perhaps"),
