@@ -142,6 +142,31 @@ def test_shuffled_arrays_order_is_a_function_of_seed_and_epoch():
     assert np.array_equal(rows(), first)
 
 
+class RecordRate(keras.callbacks.Callback):
+    """Records the optimizer's learning rate after each epoch (at="epoch") or batch."""
+
+    def __init__(self, at: str):
+        super().__init__()
+        self.at, self.seen = at, []
+
+    def _record(self):
+        self.seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.at == "epoch":
+            self._record()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.at == "batch":
+            self._record()
+
+
+def _dense_model() -> keras.Model:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    return model
+
+
 def test_epoch_decay_sets_each_epochs_learning_rate():
     from rnnpipe.core.training import EpochDecay, schedule
 
@@ -151,21 +176,13 @@ def test_epoch_decay_sets_each_epochs_learning_rate():
     )
     (decay,) = schedule({"learning_rate": 0.01, "lr_decay": 0.5})
     assert isinstance(decay, EpochDecay)
-    seen = []
-
-    class Record(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.Adam(0.01), "mse")
-    x = np.zeros((8, 2), "float32")
-    model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[decay, Record()])
-    assert seen == pytest.approx([0.01, 0.005, 0.0025])
+    model, x, record = _dense_model(), np.zeros((8, 2), "float32"), RecordRate("epoch")
+    model.fit(x, x[:, :1], epochs=3, verbose=0, callbacks=[decay, record])
+    assert record.seen == pytest.approx([0.01, 0.005, 0.0025])
     # from epoch 2 on (a resumed run, a Hyperband trial going on): epoch 2's rate
-    seen.clear()
-    model.fit(x, x[:, :1], initial_epoch=2, epochs=3, verbose=0, callbacks=[decay, Record()])
-    assert seen == pytest.approx([0.0025])
+    record.seen.clear()
+    model.fit(x, x[:, :1], initial_epoch=2, epochs=3, verbose=0, callbacks=[decay, record])
+    assert record.seen == pytest.approx([0.0025])
 
 
 def test_warmup_rises_over_the_first_epochs_start_then_decays_per_epoch():
@@ -178,24 +195,17 @@ def test_warmup_rises_over_the_first_epochs_start_then_decays_per_epoch():
     assert schedule({"learning_rate": 0.01}, 0.0, 4) == []
     (warm,) = schedule({"learning_rate": 0.01, "lr_decay": 0.5}, 0.5, 4)
     assert isinstance(warm, WarmUp) and warm.batches == 2
-    seen = []
-
-    class Record(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.Adam(0.01), "mse")
-    x = np.zeros((8, 2), "float32")  # 4 batches of 2 an epoch
-    model.fit(x, x[:, :1], batch_size=2, epochs=2, verbose=0, callbacks=[warm, Record()])
+    model, x, record = _dense_model(), np.zeros((8, 2), "float32"), RecordRate("batch")
+    # 4 batches of 2 an epoch
+    model.fit(x, x[:, :1], batch_size=2, epochs=2, verbose=0, callbacks=[warm, record])
     # batch b of the first 2 gets 0.01 x (b + 1) / 2; the second epoch is decayed only
-    assert seen == pytest.approx([0.005, 0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005])
+    assert record.seen == pytest.approx([0.005, 0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005])
     # a resumed run that starts at epoch 1 gets no warm-up
-    seen.clear()
+    record.seen.clear()
     model.fit(
-        x, x[:, :1], batch_size=2, initial_epoch=1, epochs=2, verbose=0, callbacks=[warm, Record()]
+        x, x[:, :1], batch_size=2, initial_epoch=1, epochs=2, verbose=0, callbacks=[warm, record]
     )
-    assert seen == pytest.approx([0.005] * 4)
+    assert record.seen == pytest.approx([0.005] * 4)
 
 
 class _Stream:

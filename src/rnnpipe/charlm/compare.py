@@ -82,10 +82,11 @@ def compare(
         row: make_feed(ids["train"], ids["valid"], feed_kind, c.batch_size, hp["seq_length"])
         for row, hp in hps.items()
     }
+    batches = {row: training.batches(f.fit_kwargs["x"], c.batch_size) for row, f in feeds.items()}
     report.announce(
         "charlm",
         hps,
-        {row: training.batches(f.fit_kwargs["x"], c.batch_size) for row, f in feeds.items()},
+        batches,
         f"{len(ids['train']):,} characters, {feed_kind} feed",
         c,
         out,
@@ -126,11 +127,7 @@ def compare(
                 # is then train's first epochs when it runs there
                 callbacks=[
                     *feed.callbacks,
-                    *warmup.schedule(
-                        hp,
-                        params.charlm.train.warmup,
-                        training.batches(feed.fit_kwargs["x"], c.batch_size),
-                    ),
+                    *warmup.schedule(hp, params.charlm.train.warmup, batches[row]),
                 ],
                 **kwargs,
             )
