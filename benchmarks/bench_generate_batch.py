@@ -3,9 +3,10 @@ one row after another (`Generator.generate`) and all rows stepped together
 (`Generator.generate_many`), the same model and rows, side by side in one run, for the two
 char LMs the pipeline trains:
 
-1. the recurrent champion's shape (reports/charlm/tuning.json): GRU-512, one layer,
-   embedding 64, vocabulary 80;
-2. the attention model of the compare stage (params.yaml charlm.compare.attention):
+1. the recurrent champion's shape (reports/charlm/tuning.json since 5 Dec): GRU-512, two
+   layers, embedding 64, vocabulary 80;
+2. the champion's shape before 5 Dec: the same with one layer (the figures of 2-4 Dec);
+3. the attention model of the compare stage (params.yaml charlm.compare.attention):
    Transformer of width 256, 4 heads, 2 blocks, context 100, embedding 64.
 
 Random weights: speed does not depend on training. Every row's batched text is checked to
@@ -34,7 +35,8 @@ from rnnpipe.core.vocab import char_vocabulary  # noqa: E402
 ALPHABET = "".join(chr(c) for c in range(32, 111))  # 79 characters, as in the novel
 COMMON = dict(embedding_dim=64, dropout=0.1, learning_rate=0.002, clipnorm=5.0)
 MODELS = {
-    "GRU-512 x 1 (champion)": dict(cell="GRU", units=512, layers=1, heads=4, seq_length=50),
+    "GRU-512 x 2 (champion)": dict(cell="GRU", units=512, layers=2, heads=4, seq_length=50),
+    "GRU-512 x 1 (before 5 Dec)": dict(cell="GRU", units=512, layers=1, heads=4, seq_length=50),
     "Transformer-256, 4 heads x 2": dict(
         cell="Transformer", units=256, layers=2, heads=4, seq_length=100
     ),
